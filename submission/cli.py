@@ -1,0 +1,189 @@
+"""The one ``bratskit`` command (DESIGN.md, "One command").
+
+Exit codes, the same for every sub-command:
+    0  everything succeeded / is valid
+    1  at least one case failed or is invalid (the others were still processed)
+    2  usage error (bad flag or value)
+    3  the input or output folder as a whole is unusable (missing, empty, not writable)
+    4  the sub-command is not available in this installation or version
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from submission import __version__
+from submission.brats import LAYOUT_YEARS, SCHEMES
+from submission.cases import InputError
+from submission.runner import OutputError
+from submission.validate import Report
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+
+SCHEME_CHOICE = click.Choice(list(SCHEMES))
+existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _fail_input(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_INPUT)
+
+
+def _emit(report: Report, title: str) -> bool:
+    click.echo(f"== {title}")
+    for line in report.lines():
+        click.echo(line)
+    n_bad = len(report.failures)
+    click.echo(f"{len(report.findings) - n_bad} valid, {n_bad} invalid")
+    return report.ok
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bratskit")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """bratskit: train, export and ship BraTS segmentation ensembles."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--cases", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--layout", type=click.Choice(LAYOUT_YEARS), default="2021", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--shape", nargs=3, type=click.IntRange(16), default=(240, 240, 155), show_default=True
+)
+def synth(out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, int]) -> None:
+    """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg) to OUT."""
+    from submission.synth import write_synthetic_dataset
+
+    ids = write_synthetic_dataset(
+        out, cases=cases, layout=layout, seed=seed, shape=tuple(shape), progress=click.echo
+    )
+    click.echo(f"wrote {len(ids)} {layout} cases to {out}")
+
+
+@main.command()
+@click.argument("input_dir", metavar="INPUT", type=existing_dir)
+@click.option("--output", type=existing_dir, help="Also check this output folder against INPUT.")
+@click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
+def validate(input_dir: Path, output: Path | None, labels: str) -> None:
+    """Check INPUT (and OUTPUT against it) by the challenge rules; exit 0 only if all valid."""
+    from submission.validate import validate_input, validate_output
+
+    try:
+        ok = _emit(validate_input(input_dir), f"input {input_dir}")
+        if output is not None:
+            ok &= _emit(validate_output(input_dir, output, labels), f"output {output}")
+    except InputError as exc:
+        _fail_input(exc)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+@main.command()
+@click.option("--pred", required=True, type=existing_dir, help="Predictions <id>.nii.gz.")
+@click.option("--ref", required=True, type=existing_dir, help="References, flat or in folders.")
+@click.option(
+    "--scheme",
+    type=click.Choice(["2021", "2023", "2025"]),
+    default="2021",
+    show_default=True,
+    help="Whose metrics: CaPTk 2021, lesion-wise 2023, panoptica 2025.",
+)
+@click.option(
+    "--labels",
+    type=SCHEME_CHOICE,
+    default=None,
+    help="Label scheme of the files [2021 for --scheme 2021, else 2023].",
+)
+@click.option(
+    "--cohort",
+    default="gli",
+    show_default=True,
+    help="Cohort parameters for 2023/2025 (gli, ssa, ped, men, met).",
+)
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def evaluate(
+    pred: Path,
+    ref: Path,
+    scheme: str,
+    labels: str | None,
+    cohort: str,
+    csv_path: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Score predictions against references as the organisers do."""
+    from submission.evaluation import evaluate_folders
+
+    try:
+        result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort)
+    except (InputError, ValueError) as exc:
+        _fail_input(exc)
+    click.echo(result.format_table())
+    for case_id in result.missing:
+        click.echo(f"missing prediction: {case_id} (scored as the organisers do)")
+    if csv_path:
+        result.to_csv(csv_path)
+    if json_path:
+        result.to_json(json_path)
+
+
+@main.command()
+@click.argument("out", type=existing_dir)
+@click.option("--zip", "zip_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
+@click.option(
+    "--input",
+    "input_dir",
+    type=existing_dir,
+    help="Input cases, to check shapes, affines and completeness too.",
+)
+def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> None:
+    """Validate the predictions in OUT, then zip them for a validation-phase upload."""
+    from submission.package import package_predictions
+
+    try:
+        report = package_predictions(out, zip_path, labels=labels, input_dir=input_dir)
+    except (InputError, ValueError, OutputError) as exc:
+        _fail_input(exc)
+    if not _emit(report, f"predictions {out}"):
+        click.echo("nothing packaged: fix the files above first", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"wrote {zip_path} ({len(report.findings)} predictions)")
+
+
+def _unavailable(name: str, provider: str, summary: str) -> click.Command:
+    @click.command(
+        name=name,
+        help=f"{summary} (provided by {provider}).",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+    @click.pass_context
+    def command(ctx: click.Context) -> None:
+        click.echo(
+            f"bratskit {name} is provided by {provider}, which this installation "
+            "does not include yet.",
+            err=True,
+        )
+        ctx.exit(EXIT_UNAVAILABLE)
+
+    return command
+
+
+for _name, _provider, _summary in (
+    ("train", "the train/ package (models and k-fold training)", "k-fold training"),
+    ("export", "the export/ package (ONNX/TorchScript bundles)", "export runs to a bundle"),
+    ("predict", "the inference engine of submission/", "segment cases with a bundle"),
+    ("view", "the viewer of submission/", "picture of a case with labels overlaid"),
+):
+    main.add_command(_unavailable(_name, _provider, _summary))

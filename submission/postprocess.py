@@ -1,0 +1,116 @@
+"""Post-processing of region masks before labels are assembled.
+
+Order in :func:`postprocess`: small connected components removed (optional), nesting
+enforced (ET in TC in WT, the inner region winning), the ET minimum-volume threshold,
+then labels in the chosen scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from submission.brats import LabelScheme, get_scheme, regions_to_labels
+
+ET_REPLACEMENTS = ("necrosis", "background")
+#: 26-connectivity, as the organisers' lesion-wise metrics count components.
+_CONNECTIVITY = ndimage.generate_binary_structure(3, 3)
+
+
+def _index(scheme: LabelScheme, region: str) -> int:
+    return scheme.region_names.index(region)
+
+
+def enforce_nesting(regions_rdhw: np.ndarray, scheme: LabelScheme) -> np.ndarray:
+    """Make ET a subset of TC and TC a subset of WT by growing the outer regions.
+
+    The inner region wins, as in :func:`submission.brats.regions_to_labels`: a voxel one
+    model calls ET is tumour core and whole tumour too, so no predicted voxel is lost.
+
+    Returns:
+        bool copy of ``regions_rdhw`` (R, D, H, W).
+    """
+    out = regions_rdhw.astype(bool, copy=True)
+    wt, tc, et = (_index(scheme, r) for r in ("WT", "TC", "ET"))
+    out[tc] |= out[et]
+    out[wt] |= out[tc]
+    return out
+
+
+def remove_small_components(mask_dhw: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Drop 26-connected components smaller than ``min_voxels`` from a bool mask."""
+    mask_dhw = mask_dhw.astype(bool)
+    if min_voxels <= 1 or not mask_dhw.any():
+        return mask_dhw.copy()
+    labelled, count = ndimage.label(mask_dhw, structure=_CONNECTIVITY)
+    sizes = np.bincount(labelled.ravel(), minlength=count + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[labelled]
+
+
+def apply_et_threshold(
+    regions_rdhw: np.ndarray, scheme: LabelScheme, min_voxels: int, replace: str = "necrosis"
+) -> np.ndarray:
+    """Paper 002, section 2.6: a case with fewer than ``min_voxels`` ET voxels has no ET.
+
+    The removed ET voxels become necrosis (they stay in TC and WT, so the label becomes
+    the scheme's TC-minus-ET label) or background (they leave every tumour region).
+    ``min_voxels`` = 0 disables the threshold.
+
+    Returns:
+        bool copy of ``regions_rdhw`` (R, D, H, W).
+    """
+    if replace not in ET_REPLACEMENTS:
+        choices = ", ".join(ET_REPLACEMENTS)
+        raise ValueError(f"ET replacement must be one of {choices}, got {replace!r}")
+    if min_voxels < 0:
+        raise ValueError(f"ET threshold must be >= 0 voxels, got {min_voxels}")
+    out = regions_rdhw.astype(bool, copy=True)
+    et = out[_index(scheme, "ET")]
+    if 0 < int(et.sum()) < min_voxels:
+        if replace == "background":
+            for region in ("WT", "TC"):
+                out[_index(scheme, region)][et] = False
+        et[...] = False
+    return out
+
+
+def postprocess(
+    regions_rdhw: np.ndarray,
+    scheme: LabelScheme | str = "2021",
+    et_threshold: int = 0,
+    et_replace: str = "necrosis",
+    min_component: int | Mapping[str, int] = 0,
+) -> np.ndarray:
+    """Region masks -> uint8 label map in ``scheme``.
+
+    Args:
+        regions_rdhw: bool-like (R, D, H, W) in ``scheme.region_names`` order.
+        scheme: label scheme (name or object); 2021 writes ET 4, TC-ET 1, WT-TC 2.
+        et_threshold: ET minimum volume in voxels (0 disables); see :func:`apply_et_threshold`.
+        et_replace: ``necrosis`` (default) or ``background``.
+        min_component: components smaller than this many voxels are removed, one value
+            for every region or a mapping region -> voxels; 0 disables.
+
+    Returns:
+        uint8 (D, H, W) label map.
+    """
+    scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
+    regions = regions_rdhw.astype(bool, copy=True)
+    sizes = (
+        dict(min_component)
+        if isinstance(min_component, Mapping)
+        else dict.fromkeys(scheme.region_names, int(min_component))
+    )
+    unknown = set(sizes) - set(scheme.region_names)
+    if unknown:
+        raise ValueError(f"unknown regions {sorted(unknown)} for scheme {scheme.name}")
+    for region, size in sizes.items():
+        i = _index(scheme, region)
+        regions[i] = remove_small_components(regions[i], size)
+    regions = enforce_nesting(regions, scheme)
+    regions = apply_et_threshold(regions, scheme, et_threshold, et_replace)
+    return regions_to_labels(regions, scheme)

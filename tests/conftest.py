@@ -1,0 +1,69 @@
+"""Shared fixtures: small real NIfTI cases written into tmp folders, and the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from submission.brats import MODALITIES, modality_filename
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+LPS_SMALL = np.array([[-1.0, 0, 0, 0], [0, -1, 0, 31], [0, 0, 1, 0], [0, 0, 0, 1]])
+SMALL_SHAPE = (32, 32, 24)
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The shared real cases; tests using it skip with a reason when it is absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data folder {REAL_DATA} not present")
+    return REAL_DATA
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = LPS_SMALL) -> Path:
+    """Write an image with qform and sform both set, as BraTS files have."""
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, 2)
+    img.set_sform(affine, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path
+
+
+def small_image(seed: int = 0, shape=SMALL_SHAPE) -> np.ndarray:
+    """int16 (4, *shape) brain-like block: zeros outside a central box."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((4, *shape), dtype=np.int16)
+    image[:, 4:-4, 5:-5, 3:-3] = rng.integers(
+        100, 1000, size=(4, shape[0] - 8, shape[1] - 10, shape[2] - 6)
+    )
+    return image
+
+
+def write_case(
+    folder: Path, case_id: str, year: str = "2021", seed: int = 0, image: np.ndarray | None = None
+) -> dict[str, Path]:
+    """Write the four modalities of a case into ``folder`` (no sub-folder is created)."""
+    image = small_image(seed) if image is None else image
+    return {
+        m: write_nifti(folder / modality_filename(case_id, m, year), image[i])
+        for i, m in enumerate(MODALITIES)
+    }
+
+
+@pytest.fixture
+def case_factory(tmp_path):
+    """Build input folders: ``case_factory(layout, ids)`` -> input folder path."""
+
+    def make(layout: str = "2021-folders", ids=("BraTS2021_00001",), root: Path | None = None):
+        root = root or tmp_path / "input"
+        year = layout.split("-")[0]
+        for i, case_id in enumerate(ids):
+            folder = root if layout.endswith("flat") else root / case_id
+            write_case(folder, case_id, year, seed=i)
+        return root
+
+    return make
