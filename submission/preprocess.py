@@ -6,8 +6,10 @@ Policies:
                 multiple of 8 (155 -> 160).
     ``brain``   the better one: the bounding box of non-zero voxels over all channels,
                 plus a margin, zero-padded to a multiple of a divisor (the network's
-                total stride). A BraTS brain is about 140 x 170 x 140 voxels: less than
-                half the voxels of the centre crop, and no brain voxel is ever cut.
+                total stride). It never cuts a brain voxel: BraTS-GLI-00001-000's brain
+                spans 140 x 190 x 137 voxels, and the centre crop cuts 621 of them where
+                this one keeps all in 160 x 208 x 160 (margin 4, divisor 16), and it is
+                smaller than the centre crop on smaller heads.
 
 Both produce a :class:`CropInfo` and :func:`uncrop` puts any per-voxel array back on
 the original grid, filling what was cut with a constant.
