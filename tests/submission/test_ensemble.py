@@ -23,8 +23,9 @@ def test_mean_averages_then_thresholds_strictly():
 
 
 def test_vote_needs_strict_majority_with_even_n():
-    p = members([0.9, 0.9, 0.9, 0.1], [0.9, 0.9, 0.1, 0.1],
-                [0.9, 0.1, 0.1, 0.1], [0.9, 0.1, 0.1, 0.9])
+    p = members(
+        [0.9, 0.9, 0.9, 0.1], [0.9, 0.9, 0.1, 0.1], [0.9, 0.1, 0.1, 0.1], [0.9, 0.1, 0.1, 0.9]
+    )
     # votes per voxel: 4, 2, 1, 1 -> more than N/2 = 2 only for the first
     assert voxels(ensemble(p, "vote")) == [1, 0, 0, 0]
 
@@ -48,8 +49,9 @@ def test_confidence_scores_are_mean_prob_over_segmented_voxels():
 
 
 def test_confidence_averages_top_half_members():
-    p = members([0.9, 0.7, 0.2, 0.1], [0.6, 0.3, 0.3, 0.3], [0.4, 0.4, 0.1, 0.0],
-                [0.55, 0.45, 0.9, 0.9])
+    p = members(
+        [0.9, 0.7, 0.2, 0.1], [0.6, 0.3, 0.3, 0.3], [0.4, 0.4, 0.1, 0.0], [0.55, 0.45, 0.9, 0.9]
+    )
     # confidences: 0.8, 0.6, 0, mean(0.55, 0.9, 0.9)=0.7833 -> k = ceil(4/2) = 2: members 0, 3
     combined = ensemble_probabilities(p, "confidence")
     np.testing.assert_allclose(combined[0, 0, 0], [0.725, 0.575, 0.55, 0.5], atol=1e-6)

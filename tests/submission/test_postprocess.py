@@ -33,10 +33,13 @@ def test_nesting_grows_outer_regions():
 
 def test_et_threshold_to_necrosis_and_to_background():
     r = regions_from([1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0])  # 2 ET voxels
-    np.testing.assert_array_equal(apply_et_threshold(r, S2021, 3), regions_from(
-        [1, 1, 1, 1], [1, 1, 1, 0], [0, 0, 0, 0]))
-    np.testing.assert_array_equal(apply_et_threshold(r, S2021, 3, "background"), regions_from(
-        [0, 0, 1, 1], [0, 0, 1, 0], [0, 0, 0, 0]))
+    np.testing.assert_array_equal(
+        apply_et_threshold(r, S2021, 3), regions_from([1, 1, 1, 1], [1, 1, 1, 0], [0, 0, 0, 0])
+    )
+    np.testing.assert_array_equal(
+        apply_et_threshold(r, S2021, 3, "background"),
+        regions_from([0, 0, 1, 1], [0, 0, 1, 0], [0, 0, 0, 0]),
+    )
     assert postprocess(r, et_threshold=3).ravel().tolist() == [1, 1, 1, 2]
     assert postprocess(r, et_threshold=3, et_replace="background").ravel().tolist() == [0, 0, 1, 2]
 

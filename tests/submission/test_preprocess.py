@@ -17,7 +17,9 @@ from submission.preprocess import (
 def brats_like(shape=(240, 240, 155), box=((40, 190), (30, 200), (5, 150))):
     image = np.zeros((4, *shape), np.float32)
     sl = tuple(slice(a, b) for a, b in box)
-    image[(slice(None),) + sl] = np.random.default_rng(0).uniform(1, 100, (4, *(b - a for a, b in box)))
+    image[(slice(None),) + sl] = np.random.default_rng(0).uniform(
+        1, 100, (4, *(b - a for a, b in box))
+    )
     return image
 
 

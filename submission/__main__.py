@@ -1,0 +1,5 @@
+"""``python -m submission`` runs the ``bratskit`` command."""
+
+from submission.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""The `bratskit` command as a user runs it: real subprocesses, real files, exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BRATSKIT = [sys.executable, "-m", "submission"]
+
+
+def bratskit(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([*BRATSKIT, *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("layout", ["2021", "2023"])
+def test_synth_then_validate_exits_0(layout, tmp_path):
+    out = tmp_path / f"synth-{layout}"
+    result = bratskit(
+        "synth", out, "--cases", 3, "--layout", layout, "--seed", 7, "--shape", 96, 96, 64
+    )
+    assert result.returncode == 0, result.stderr
+    result = bratskit("validate", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok    ") == 3 and "3 valid, 0 invalid" in result.stdout
+    seg = "_seg" if layout == "2021" else "-seg"
+    assert len(list(out.glob(f"*/*{seg}.nii.gz"))) == 3
+
+
+def test_validate_reports_bad_case_and_exits_1(case_factory):
+    root = case_factory("2021-folders", ["BraTS2021_00001", "BraTS2021_00002"])
+    (root / "BraTS2021_00002" / "BraTS2021_00002_t1ce.nii.gz").unlink()
+    result = bratskit("validate", root)
+    assert result.returncode == 1
+    assert "ok    BraTS2021_00001" in result.stdout
+    assert "FAIL  BraTS2021_00002: expected 4 modalities, missing t1c" in result.stdout
+
+
+def test_validate_output_and_package(case_factory, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from submission.nifti import grid_of, write_label_map
+
+    root = case_factory("2021-flat", ["BraTS2021_00042"])
+    out = tmp_path / "out"
+    out.mkdir()
+    grid = grid_of(nib.load(root / "BraTS2021_00042_t1.nii.gz"))
+    write_label_map(np.zeros(grid.shape, np.uint8), grid, out / "BraTS2021_00042.nii.gz")
+    assert bratskit("validate", root, "--output", out).returncode == 0
+    result = bratskit("package", out, "--zip", tmp_path / "up.zip", "--input", root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "up.zip").is_file()
+    (out / "extra.nii.gz").write_bytes(b"")
+    result = bratskit("validate", root, "--output", out)
+    assert result.returncode == 1 and "FAIL  extra.nii.gz: unexpected entry" in result.stdout
+
+
+def test_empty_input_exits_3(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = bratskit("validate", tmp_path / "in")
+    assert result.returncode == 3 and "no BraTS case" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "export", "predict", "view"])
+def test_commands_not_built_yet_say_who_provides_them(command):
+    result = bratskit(command, "--data", "x")
+    assert result.returncode == 4
+    assert f"bratskit {command} is provided by" in result.stderr
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).with_name("bratskit")
+    result = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "bratskit" in result.stdout
