@@ -173,15 +173,6 @@ def test_missing_input_folder_is_an_input_error(tmp_path):
         discover_cases(tmp_path / "nope")
 
 
-@pytest.mark.skipif(shutil.os.geteuid() == 0, reason="root writes through permission bits")
-def test_unwritable_output_folder_nonroot(case_factory, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    out.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    with pytest.raises(OutputError, match="not writable"):
-        run_cases(case_factory(), out, _threshold_segmenter)
-
-
 def test_unwritable_output_folder(case_factory, tmp_path):
     # A regular file where the output folder should be cannot be written, even by root.
     out = tmp_path / "out"

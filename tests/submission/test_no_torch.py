@@ -7,7 +7,8 @@ CODE = """
 import importlib, pkgutil, sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import submission
-names = [m.name for m in pkgutil.walk_packages(submission.__path__, "submission.")]
+names = [m.name for m in pkgutil.walk_packages(submission.__path__, "submission.")
+         if m.name != "submission.__main__"]  # running it would start the CLI
 for name in names:
     importlib.import_module(name)
 assert "submission.cli" in names and "submission.evaluation" in names, names
