@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from submission.brats import TUMOUR_REGIONS, LabelScheme, get_scheme, labels_to_regions
+from submission.brats import LabelScheme
+from submission.evaluation.regions import tumour_region_pairs
 from submission.evaluation.surfel_distance import robust_hausdorff
 
 METRICS_2023: tuple[str, ...] = ("lesion_dice", "lesion_hd95")
@@ -194,17 +195,7 @@ def score_2023(
     params = lesion_params(cohort)
     if pred_dhw is None:
         pred_dhw = np.zeros_like(ref_dhw)
-    if pred_dhw.shape != ref_dhw.shape:
-        raise ValueError(
-            f"prediction shape {pred_dhw.shape} differs from reference {ref_dhw.shape}"
-        )
-    scheme = get_scheme(labels) if isinstance(labels, str) else labels
-    pred_rdhw = labels_to_regions(pred_dhw, scheme)
-    ref_rdhw = labels_to_regions(ref_dhw, scheme)
-    names = scheme.region_names
     return {
-        region: score_region_2023(
-            pred_rdhw[names.index(region)], ref_rdhw[names.index(region)], spacing, params
-        )
-        for region in TUMOUR_REGIONS
+        region: score_region_2023(pred, ref, spacing, params)
+        for region, pred, ref in tumour_region_pairs(pred_dhw, ref_dhw, labels)
     }

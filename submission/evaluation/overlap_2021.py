@@ -26,7 +26,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from submission.brats import TUMOUR_REGIONS, LabelScheme, get_scheme, labels_to_regions
+from submission.brats import TUMOUR_REGIONS, LabelScheme
+from submission.evaluation.regions import tumour_region_pairs
 
 METRICS_2021: tuple[str, ...] = ("dice", "hd95", "sensitivity", "specificity")
 #: Scores of a case that failed to score (CONTRACT.md section 5, 2021).
@@ -136,19 +137,9 @@ def score_2021(
     Returns:
         ``{region: {metric: value}}`` for WT, TC, ET and metrics :data:`METRICS_2021`.
     """
-    if pred_dhw.shape != ref_dhw.shape:
-        raise ValueError(
-            f"prediction shape {pred_dhw.shape} differs from reference {ref_dhw.shape}"
-        )
-    scheme = get_scheme(labels) if isinstance(labels, str) else labels
-    pred_rdhw = labels_to_regions(pred_dhw, scheme)
-    ref_rdhw = labels_to_regions(ref_dhw, scheme)
-    names = scheme.region_names
     return {
-        region: score_region_2021(
-            pred_rdhw[names.index(region)], ref_rdhw[names.index(region)], spacing
-        )
-        for region in TUMOUR_REGIONS
+        region: score_region_2021(pred, ref, spacing)
+        for region, pred, ref in tumour_region_pairs(pred_dhw, ref_dhw, labels)
     }
 
 
