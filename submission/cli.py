@@ -66,9 +66,8 @@ def synth(out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, 
     """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg) to OUT."""
     from submission.synth import write_synthetic_dataset
 
-    ids = write_synthetic_dataset(
-        out, cases=cases, layout=layout, seed=seed, shape=tuple(shape), progress=click.echo
-    )
+    # Per-case progress arrives through logging.
+    ids = write_synthetic_dataset(out, cases=cases, layout=layout, seed=seed, shape=tuple(shape))
     click.echo(f"wrote {len(ids)} {layout} cases to {out}")
 
 
