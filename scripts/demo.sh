@@ -16,13 +16,18 @@ echo "== 2. validate them by the challenge rules"
 "$BIN/bratskit" validate "$DEMO/synth-2023"
 
 if [ -d "$REAL/TCGA-FG-6692" ]; then
-  echo "== 3. evaluate one real label map against another (TCGA-FG-6692)"
-  echo "   prediction: isen-20 (a BraTS 2020 method); reference: majority-vote fusion of five"
+  echo "== 3. evaluate real label maps: five BraTS 2020 methods on TCGA-FG-6692,"
+  echo "      each scored against the majority-vote fusion of all five"
   mkdir -p "$DEMO/pred" "$DEMO/ref"
-  cp "$REAL/TCGA-FG-6692/segmentations/isen-20.nii.gz" "$DEMO/pred/TCGA-FG-6692.nii.gz"
-  cp "$REAL/TCGA-FG-6692/fusions/mav.nii.gz" "$DEMO/ref/TCGA-FG-6692_seg.nii.gz"
+  for seg in "$REAL"/TCGA-FG-6692/segmentations/*.nii.gz; do
+    method=$(basename "$seg" .nii.gz)
+    cp "$seg" "$DEMO/pred/TCGA-FG-6692-$method.nii.gz"
+    cp "$REAL/TCGA-FG-6692/fusions/mav.nii.gz" "$DEMO/ref/TCGA-FG-6692-${method}_seg.nii.gz"
+  done
   "$BIN/bratskit" evaluate --pred "$DEMO/pred" --ref "$DEMO/ref" --scheme 2021 \
-    --json "$DEMO/eval-2021.json"
+    --csv "$DEMO/eval-2021.csv" --json "$DEMO/eval-2021.json"
+  "$BIN/bratskit" evaluate --pred "$DEMO/pred" --ref "$DEMO/ref" --scheme 2025 --labels 2021 \
+    --json "$DEMO/eval-2025.json"
 else
   echo "== 3. skipped: $REAL not found (real label maps for the evaluation demo)"
 fi
