@@ -205,3 +205,17 @@ def test_output_is_uint8_on_input_grid(case_factory, tmp_path):
     assert (
         oct(stat.S_IMODE((tmp_path / "out" / "BraTS2021_00042.nii.gz").stat().st_mode)) == "0o644"
     )
+
+
+def test_real_tcga_case_as_2021_flat_layout(real_data, tmp_path):
+    root = tmp_path / "input"
+    root.mkdir()
+    for name in ("flair", "t1", "t1ce", "t2"):
+        (root / f"TCGA-FG-6692_{name}.nii.gz").symlink_to(
+            real_data / "TCGA-FG-6692" / "images" / f"{name}.nii.gz"
+        )
+    found = discover_cases(root)
+    assert found.layouts == {"2021 flat"} and [c.case_id for c in found.cases] == ["TCGA-FG-6692"]
+    image, grid = load_case(found.cases[0])
+    assert image.shape == (4, 240, 240, 155)
+    np.testing.assert_allclose(grid.affine[1, 3], 239)
