@@ -25,7 +25,9 @@ from submission.validate import Report
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
-existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+# Folders are not checked by click: a missing one is an unusable folder (exit 3), with the
+# library's message, not a usage error.
+existing_dir = click.Path(file_okay=False, path_type=Path)
 
 
 def _fail_input(exc: Exception) -> None:

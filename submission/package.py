@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from submission.brats import get_scheme
+from submission.cases import InputError
 from submission.validate import Finding, Report, check_label_file, validate_output
 
 _PREDICTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.nii\.gz$")
@@ -41,6 +42,8 @@ def package_predictions(
     output folder (it would otherwise become an unexpected file there).
     """
     output_dir, zip_path = Path(output_dir).resolve(), Path(zip_path).resolve()
+    if not output_dir.is_dir():
+        raise InputError(f"output folder {output_dir} does not exist or is not a folder")
     if zip_path.parent == output_dir:
         raise ValueError(f"write the archive outside the output folder, not in {output_dir}")
     if input_dir is None:

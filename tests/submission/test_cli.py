@@ -62,6 +62,22 @@ def test_empty_input_exits_3(tmp_path):
     assert result.returncode == 3 and "no BraTS case" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "{tmp}/nope"],
+        ["validate", "{input}", "--output", "{tmp}/nope"],
+        ["package", "{tmp}/nope", "--zip", "{tmp}/up.zip"],
+        ["evaluate", "--pred", "{input}", "--ref", "{tmp}/nope"],
+    ],
+)
+def test_missing_folders_exit_3_naming_the_folder(args, case_factory, tmp_path):
+    root = case_factory()
+    result = bratskit(*(a.format(tmp=tmp_path, input=root) for a in args))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"{tmp_path}/nope" in result.stderr and "does not exist" in result.stderr
+
+
 @pytest.mark.parametrize("command", ["train", "export", "predict", "view"])
 def test_commands_not_built_yet_say_who_provides_them(command):
     result = bratskit(command, "--data", "x")
