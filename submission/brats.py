@@ -73,6 +73,15 @@ def modality_filename(case_id: str, modality: str, year: str) -> str:
     return f"{case_id}{_SEPARATOR[year]}{suffix}.nii.gz"
 
 
+#: Case ids safe as output file names and matching the organisers' patterns.
+_CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_valid_case_id(case_id: str) -> bool:
+    """True for ids of letters, digits, '.', '_' and '-' starting with a letter or digit."""
+    return bool(_CASE_ID_RE.match(case_id))
+
+
 def prediction_filename(case_id: str) -> str:
     """The one output file name the organisers accept for a case (CONTRACT.md section 3)."""
     return f"{case_id}.nii.gz"

@@ -13,7 +13,6 @@ are ignored silently; unrelated files are ignored with a warning.
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from submission.brats import MODALITIES, SEG_SUFFIX, parse_filename
+from submission.brats import MODALITIES, SEG_SUFFIX, is_valid_case_id, parse_filename
 from submission.nifti import Grid, NiftiError, grid_of, read_nifti
 
 log = logging.getLogger(__name__)
 
-#: Case ids must be safe as output file names and match the organisers' patterns.
-_CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 AFFINE_TOLERANCE = 1e-3
 
 
@@ -126,7 +123,7 @@ def _discover_folder(folder: Path, found: Discovery) -> None:
 def _add_case(
     found: Discovery, case_id: str, by_modality: dict[str, list[Path]], folder: Path
 ) -> None:
-    if not _CASE_ID_RE.match(case_id):
+    if not is_valid_case_id(case_id):
         found.errors.append(
             CaseError(
                 case_id,

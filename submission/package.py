@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from pathlib import Path
 
-from submission.brats import get_scheme
+from submission.brats import get_scheme, is_valid_case_id
 from submission.cases import InputError
 from submission.validate import Finding, Report, check_label_file, validate_output
-
-_PREDICTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.nii\.gz$")
 
 
 def validate_predictions(output_dir: Path, labels: str = "2021") -> Report:
@@ -19,7 +16,8 @@ def validate_predictions(output_dir: Path, labels: str = "2021") -> Report:
     scheme = get_scheme(labels)
     report = Report()
     for entry in sorted(Path(output_dir).iterdir()):
-        if not entry.is_file() or not _PREDICTION_RE.match(entry.name):
+        case_id = entry.name.removesuffix(".nii.gz")
+        if not entry.is_file() or case_id == entry.name or not is_valid_case_id(case_id):
             report.findings.append(
                 Finding(entry.name, "unexpected entry: only <case-id>.nii.gz files may be uploaded")
             )
