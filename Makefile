@@ -3,9 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Extras the tests need. The train extra (torch) arrives with train/; on CPU machines
-# torch is pinned to the CPU build ($(TORCH_CPU)) so pip does not pull CUDA packages.
-EXTRAS ?= eval,dev
+# Extras the tests need. torch is installed first, pinned to the CPU build, so that the
+# train extra's "torch>=2.3" is already met and pip does not pull several GB of CUDA
+# packages; on a GPU machine with its own CUDA torch, run `make install TORCH_CPU=`.
+EXTRAS ?= train,eval,dev
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 comma := ,
@@ -20,6 +21,7 @@ help:
 $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH_CPU),$(BIN)/python -m pip install -q "$(TORCH_CPU)")
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 

@@ -162,6 +162,23 @@ def _add_case(
     )
 
 
+def label_file(case: Case) -> Path | None:
+    """The ground-truth label map beside a case's images (``_seg`` / ``-seg``), if any.
+
+    Training data only: the organisers' ``/input`` holds no label maps.
+    """
+    in_folder = case.folder.name == case.case_id
+    for entry in sorted(case.folder.iterdir()):
+        parsed = parse_filename(entry.name) if entry.is_file() else None
+        if (
+            parsed
+            and parsed.modality == SEG_SUFFIX
+            and (in_folder or parsed.case_id == case.case_id)
+        ):
+            return entry
+    return None
+
+
 def read_case_grid(case: Case) -> Grid:
     """Grid of a case's first modality, from its header alone (no voxel data read)."""
     path = case.files[MODALITIES[0]]

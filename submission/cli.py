@@ -181,8 +181,22 @@ def _unavailable(name: str, provider: str, summary: str) -> click.Command:
     return command
 
 
+def _add_train_command() -> None:
+    """``train`` comes from the train/ package when it is installed (not in the image)."""
+    try:
+        from train.cli import train
+    except ImportError:
+        main.add_command(
+            _unavailable(
+                "train", "the train/ package (models and k-fold training)", "k-fold training"
+            )
+        )
+        return
+    main.add_command(train)
+
+
+_add_train_command()
 for _name, _provider, _summary in (
-    ("train", "the train/ package (models and k-fold training)", "k-fold training"),
     ("export", "the export/ package (ONNX/TorchScript bundles)", "export runs to a bundle"),
     ("predict", "the inference engine of submission/", "segment cases with a bundle"),
     ("view", "the viewer of submission/", "picture of a case with labels overlaid"),

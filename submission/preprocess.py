@@ -161,3 +161,57 @@ def zscore_invert(norm_cdhw: np.ndarray, stats: ZScoreStats, mask_cdhw: np.ndarr
     """Undo :func:`zscore_nonzero` inside ``mask_cdhw`` (each channel's non-zero voxels)."""
     out = norm_cdhw * stats.std[:, None, None, None] + stats.mean[:, None, None, None]
     return np.where(mask_cdhw, out, 0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The whole preprocessing of one case, as a bundle manifest and a training cache state it.
+
+    Attributes:
+        crop: crop policy, ``brain`` or ``centre`` (see the module docstring).
+        margin: brain policy: voxels kept around the brain's bounding box.
+        divisor: every cropped axis is padded to a multiple of this (the network's stride).
+        normalise: ``zscore_nonzero``, the only normalisation the papers use.
+    """
+
+    crop: str = "brain"
+    margin: int = 4
+    divisor: int = 16
+    normalise: str = "zscore_nonzero"
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_POLICIES:
+            raise ValueError(
+                f"unknown crop policy {self.crop!r}; choose one of {', '.join(CROP_POLICIES)}"
+            )
+        if self.normalise != "zscore_nonzero":
+            raise ValueError(f"unknown normalisation {self.normalise!r}; use zscore_nonzero")
+        if self.margin < 0 or self.divisor < 1:
+            raise ValueError(f"margin must be >= 0 and divisor >= 1, got {self}")
+
+    def to_dict(self) -> dict:
+        """Plain dict, for JSON and YAML."""
+        return {
+            "crop": self.crop,
+            "margin": self.margin,
+            "divisor": self.divisor,
+            "normalise": self.normalise,
+        }
+
+
+def preprocess_case(image_cdhw: np.ndarray, spec: Preprocessing) -> tuple[np.ndarray, CropInfo]:
+    """Crop then normalise a case, the one code path of training, validation and the container.
+
+    Args:
+        image_cdhw: (4, D, H, W) raw intensities in MODALITIES order.
+        spec: what to do.
+
+    Returns:
+        float32 (4, d, h, w) network input, and the crop to undo with :func:`uncrop`.
+    """
+    if spec.crop == "brain":
+        info = brain_crop_info(image_cdhw, margin=spec.margin, divisor=spec.divisor)
+    else:
+        info = centre_crop_info(image_cdhw.shape[1:], multiple=spec.divisor)
+    norm_cdhw, _ = zscore_nonzero(crop(image_cdhw, info))
+    return norm_cdhw, info

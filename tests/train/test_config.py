@@ -1,0 +1,73 @@
+"""Recipes load, validate and round-trip; bad keys name themselves."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from train.config import ConfigError, config_from_dict, load_config, recipe_names
+
+
+def test_the_four_paper_and_cpu_recipes_ship():
+    assert {"resunet-localization", "segresnet-redundancy", "effunet", "tiny"} <= set(
+        recipe_names()
+    )
+
+
+def test_resunet_localization_follows_paper_002():
+    cfg = load_config("resunet-localization")
+    members = {m.key: m for m in cfg.members}
+    assert [m.stage for m in cfg.members].count("localization") == 1
+    assert members["stage1-wt"].arch_params["base_filters"] == 24
+    lrs = {m.regions[0]: m.optimizer.lr for m in cfg.members if m.stage == "segmentation"}
+    assert lrs == {"WT": 1e-4, "TC": 3e-5, "ET": 3e-3}
+    assert members["stage2-et"].loss == "bce" and members["stage2-tc"].loss == "bce_dice"
+    assert all(m.arch_params["base_filters"] == 64 for k, m in members.items() if "stage2" in k)
+    assert members["stage2-wt"].crop == (128, 128, 128)
+    opt = members["stage2-wt"].optimizer
+    assert (opt.schedule, opt.factor, opt.patience, opt.cooldown) == ("plateau", 0.4, 2, 2)
+    assert cfg.batch_size == 4 and 40 <= cfg.epochs <= 60
+
+
+def test_segresnet_redundancy_follows_paper_004():
+    cfg = load_config("segresnet-redundancy")
+    (member,) = cfg.members
+    assert member.redundancy > 0 and member.loss == "dice_squared"
+    opt = member.optimizer
+    assert (opt.name, opt.lr, opt.weight_decay, opt.schedule) == ("adamw", 1e-4, 1e-5, "cosine")
+    assert member.crop == (192, 192, 144) and cfg.epochs == 300
+
+
+def test_overrides_and_region_selection():
+    cfg = load_config("resunet-localization", {"epochs": 3, "batch_size": None})
+    assert cfg.epochs == 3 and cfg.batch_size == 4
+    et_only = cfg.select(("ET",))
+    assert [m.key for m in et_only.members] == ["stage1-wt", "stage2-et"]
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config("segresnet-redundancy")
+    assert config_from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"amp": "fp8"}, "amp"),
+        ({"colour": "red"}, "colour"),
+        ({"members": [{"key": "a", "regions": ["XX"], "arch": "resunet"}]}, "regions"),
+    ],
+)
+def test_bad_recipes_name_the_bad_key(tmp_path, patch, message):
+    raw = load_config("tiny").to_dict()
+    raw.update(patch)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="tiny"):
+        load_config("no-such-recipe")

@@ -1,0 +1,319 @@
+"""Training-time augmentation and crop sampling (numpy in, numpy out).
+
+Every random number comes from the caller's ``np.random.Generator``, never from numpy's
+global state or MONAI's own random transforms: parameters are drawn here and applied
+with MONAI's deterministic :class:`~monai.transforms.AffineGrid` / ``Resample``, so a
+seed reproduces a run. Each call draws the same count of numbers whichever transforms
+fire, so changing a probability does not reshuffle the other draws.
+
+Arrays: ``image_cdhw`` float32 (C, D, H, W), already z-scored on non-zero voxels;
+``regions_rdhw`` bool or uint8 (R, D, H, W) region masks (WT, TC, ET). Augmented masks
+are always returned as uint8 0/1, images as float32, never as views of the inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.transforms import AffineGrid, Resample
+
+SPATIAL_AXES = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation settings; the defaults follow paper 004 section 3.4.
+
+    Attributes:
+        flip_p: probability of a mirror flip, drawn for each of the 3 spatial axes
+            independently (004 section 3.4: "random axis mirror flip (for all 3 axes)
+            with a probability 0.5").
+        intensity_p: probability of the intensity transform (scale then shift).
+        scale_intensity: each channel is multiplied by ``1 + U(-s, s)``.
+        shift_intensity: ``U(-s, s)`` added per channel, in standard deviations since the
+            data are z-scored; only inside the brain (non-zero voxels), see :func:`augment`.
+        affine_p: probability of a rotation plus isotropic scaling; 0 (the default)
+            skips MONAI entirely, which matters on CPU.
+        rotate_deg: rotation angle per axis drawn from ``U(-r, r)`` degrees.
+        scale_range: isotropic sampling-grid scale ``1 + U(-s, s)`` (MONAI convention:
+            a factor above 1 shrinks the content).
+    """
+
+    flip_p: float = 0.5
+    intensity_p: float = 1.0
+    scale_intensity: float = 0.1
+    shift_intensity: float = 0.1
+    affine_p: float = 0.0
+    rotate_deg: float = 15.0
+    scale_range: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("flip_p", "intensity_p", "affine_p"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"AugmentConfig.{name}={value} is not a probability in [0, 1]")
+        for name in ("scale_intensity", "shift_intensity", "rotate_deg", "scale_range"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"AugmentConfig.{name}={getattr(self, name)} must be >= 0")
+        if self.scale_range >= 1:
+            raise ValueError(f"AugmentConfig.scale_range={self.scale_range} must be below 1")
+
+
+def _triple(value: int | Sequence[int], name: str, minimum: int | None) -> np.ndarray:
+    """An int or 3 ints as an int64 array of 3, each at least ``minimum`` (if given)."""
+    bound = "" if minimum is None else f", each >= {minimum}"
+    message = f"{name} must be one int or 3 ints{bound}; got {value}"
+    if np.size(value) not in (1, 3):
+        raise ValueError(message)
+    triple = np.broadcast_to(np.asarray(value, dtype=np.int64), (3,)).copy()
+    if minimum is not None and (triple < minimum).any():
+        raise ValueError(message)
+    return triple
+
+
+def _centred_start(shape: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """Start of a window centred on the volume (negative where the volume is smaller)."""
+    return -((crop - shape) // 2)
+
+
+def random_crop_start(
+    shape_dhw: Sequence[int], crop_dhw: int | Sequence[int], rng: np.random.Generator
+) -> tuple[int, int, int]:
+    """Uniformly random window start, per axis in ``[0, size - crop]``.
+
+    Along an axis where the volume is smaller than the crop, the window is centred on the
+    volume instead (start ``-((crop - size) // 2)``, zero or negative) and
+    :func:`extract_crop` pads it.
+    """
+    shape = _triple(tuple(shape_dhw)[-3:], "shape_dhw", 1)
+    crop = _triple(crop_dhw, "crop_dhw", 1)
+    drawn = rng.integers(0, np.maximum(shape - crop, 0) + 1)
+    start = np.where(shape >= crop, drawn, _centred_start(shape, crop))
+    return tuple(int(s) for s in start)
+
+
+def _bbox_centre_twice(mask_dhw: np.ndarray) -> np.ndarray:
+    """Twice the bounding-box centre (lo + hi) per axis of a non-empty mask."""
+    twice = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(np.any(mask_dhw, axis=other))
+        twice.append(idx[0] + idx[-1])
+    return np.asarray(twice, dtype=np.int64)
+
+
+def tumour_crop_start(
+    mask: np.ndarray,
+    crop_dhw: int | Sequence[int],
+    jitter: int | Sequence[int],
+    rng: np.random.Generator,
+) -> tuple[int, int, int]:
+    """Window start centred on the whole tumour, paper 002 section 2.3 (localisation).
+
+    The window is centred on the centre of the whole-tumour bounding box, shifted by a
+    uniform integer jitter in ``[-jitter, jitter]`` per axis, then clamped so it stays
+    inside the volume along axes where the volume is at least as large as the crop; along
+    smaller axes it is centred on the volume (and padded by :func:`extract_crop`). An
+    empty whole-tumour mask falls back to the volume centre (jitter still applies).
+
+    Args:
+        mask: whole-tumour mask (D, H, W), or region masks (R, D, H, W) whose union is
+            used (the union of nested regions is WT).
+        crop_dhw: window size, one int or 3.
+        jitter: maximum shift in voxels, one int or 3, >= 0.
+        rng: source of the jitter.
+    """
+    if mask.ndim not in (3, 4):
+        raise ValueError(f"expected a (D, H, W) or (R, D, H, W) mask, got shape {mask.shape}")
+    wt_dhw = np.any(mask, axis=0) if mask.ndim == 4 else mask.astype(bool, copy=False)
+    shape = np.asarray(wt_dhw.shape, dtype=np.int64)
+    crop = _triple(crop_dhw, "crop_dhw", 1)
+    jit = _triple(jitter, "jitter", 0)
+    offset = rng.integers(-jit, jit + 1)
+    centre_twice = _bbox_centre_twice(wt_dhw) if wt_dhw.any() else shape - 1
+    # A window [s, s + c) has centre s + (c - 1) / 2; solve for s and round down.
+    start = (centre_twice + 1 - crop) // 2 + offset
+    start = np.clip(start, 0, np.maximum(shape - crop, 0))
+    start = np.where(shape >= crop, start, _centred_start(shape, crop))
+    return tuple(int(s) for s in start)
+
+
+def extract_crop(
+    array_xdhw: np.ndarray,
+    start: Sequence[int],
+    crop_dhw: int | Sequence[int],
+    fill: float = 0,
+) -> np.ndarray:
+    """Copy the window ``[start, start + crop)`` of the last 3 axes, padding with ``fill``.
+
+    Works for any leading axes (C, R, none). The result has shape
+    ``(*array_xdhw.shape[:-3], *crop_dhw)`` and the input's dtype, and never shares
+    memory with the input.
+    """
+    if array_xdhw.ndim < 3:
+        raise ValueError(f"expected at least 3 spatial axes, got shape {array_xdhw.shape}")
+    crop = _triple(crop_dhw, "crop_dhw", 1)
+    begin = _triple(start, "start", None)
+    shape = array_xdhw.shape[-3:]
+    lo = np.maximum(begin, 0)
+    hi = np.minimum(begin + crop, shape)
+    src = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    if (lo == begin).all() and (hi == begin + crop).all():
+        return array_xdhw[(..., *src)].copy()
+    out = np.full((*array_xdhw.shape[:-3], *crop), fill, dtype=array_xdhw.dtype)
+    if (hi > lo).all():
+        dst = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, begin))
+        out[(..., *dst)] = array_xdhw[(..., *src)]
+    return out
+
+
+def apply_affine(
+    image_cdhw: np.ndarray,
+    regions_rdhw: np.ndarray,
+    rotate_rad: Sequence[float],
+    scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate about the volume centre and scale isotropically, with MONAI's deterministic grid.
+
+    One sampling grid for both arrays: the image is resampled bilinearly, the masks with
+    nearest neighbour; both are zero outside the source volume.
+
+    Returns:
+        float32 (C, D, H, W) image and uint8 0/1 (R, D, H, W) masks, same spatial shape.
+    """
+    affine_grid = AffineGrid(
+        rotate_params=tuple(float(a) for a in rotate_rad),
+        scale_params=(float(scale),) * 3,
+        dtype=torch.float32,
+    )
+    grid, _ = affine_grid(spatial_size=image_cdhw.shape[1:])
+    resample = Resample(dtype=np.float32)
+    image = resample(
+        torch.from_numpy(np.ascontiguousarray(image_cdhw, dtype=np.float32)),
+        grid=grid,
+        mode="bilinear",
+        padding_mode="zeros",
+    )
+    regions = resample(
+        torch.from_numpy(regions_rdhw.astype(np.float32)),
+        grid=grid,
+        mode="nearest",
+        padding_mode="zeros",
+    )
+    return np.asarray(image, dtype=np.float32), (np.asarray(regions) > 0.5).astype(np.uint8)
+
+
+def _check_pair(image_cdhw: np.ndarray, regions_rdhw: np.ndarray) -> None:
+    if image_cdhw.ndim != 4 or regions_rdhw.ndim != 4:
+        raise ValueError(
+            f"expected image (C, D, H, W) and regions (R, D, H, W), "
+            f"got shapes {image_cdhw.shape} and {regions_rdhw.shape}"
+        )
+    if image_cdhw.shape[1:] != regions_rdhw.shape[1:]:
+        raise ValueError(
+            f"image spatial shape {image_cdhw.shape[1:]} differs from regions "
+            f"{regions_rdhw.shape[1:]}; crop or resample them together"
+        )
+
+
+def _flip(
+    image_cdhw: np.ndarray, regions_rdhw: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random mirror flips on image and masks (each axis with ``flip_p``)."""
+    flips = rng.random(3) < cfg.flip_p
+    axes = tuple(a for a, flip in zip(SPATIAL_AXES, flips) if flip)
+    if not axes:
+        return image_cdhw, regions_rdhw
+    return (
+        np.ascontiguousarray(np.flip(image_cdhw, axes)),
+        np.ascontiguousarray(np.flip(regions_rdhw, axes)),
+    )
+
+
+def _spatial(
+    image_cdhw: np.ndarray, regions_rdhw: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random rotation and isotropic scaling with probability ``affine_p``."""
+    fire = rng.random() < cfg.affine_p
+    angles = np.deg2rad(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg, size=3))
+    scale = 1.0 + rng.uniform(-cfg.scale_range, cfg.scale_range)
+    if not fire:
+        return image_cdhw, regions_rdhw
+    return apply_affine(image_cdhw, regions_rdhw, angles, scale)
+
+
+def _intensity(image_cdhw: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Per-channel random scale, then per-channel shift on brain voxels only.
+
+    The brain is where any channel is non-zero, so the zero background of the
+    z-score-on-non-zero preprocessing stays exactly zero.
+    """
+    channels = image_cdhw.shape[0]
+    fire = rng.random() < cfg.intensity_p
+    factors = 1.0 + rng.uniform(-cfg.scale_intensity, cfg.scale_intensity, size=channels)
+    shifts = rng.uniform(-cfg.shift_intensity, cfg.shift_intensity, size=channels)
+    if not fire:
+        return image_cdhw
+    brain_1dhw = np.any(image_cdhw != 0, axis=0, keepdims=True)
+    out = image_cdhw * factors.astype(np.float32).reshape(-1, 1, 1, 1)
+    np.add(out, shifts.astype(np.float32).reshape(-1, 1, 1, 1), out=out, where=brain_1dhw)
+    return out
+
+
+def _spatial_and_intensity(
+    image_cdhw: np.ndarray, regions_rdhw: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    image_cdhw, regions_rdhw = _spatial(image_cdhw, regions_rdhw, cfg, rng)
+    return _intensity(image_cdhw, cfg, rng), regions_rdhw
+
+
+def augment(
+    image_cdhw: np.ndarray,
+    regions_rdhw: np.ndarray,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random flips, optional rotation/scaling, then intensity scale and shift.
+
+    Paper 004 section 3.4. Flips and the affine transform act identically on image and
+    masks; the intensity shift only touches voxels non-zero in some channel (after the
+    spatial transforms), so the background stays zero.
+
+    Returns:
+        float32 (C, D, H, W) image and uint8 0/1 (R, D, H, W) masks, new arrays.
+    """
+    _check_pair(image_cdhw, regions_rdhw)
+    image = np.asarray(image_cdhw, dtype=np.float32)
+    regions = np.asarray(regions_rdhw, dtype=np.uint8)
+    image, regions = _flip(image, regions, cfg, rng)
+    image, regions = _spatial_and_intensity(image, regions, cfg, rng)
+    if np.may_share_memory(image, image_cdhw):
+        image = image.copy()
+    if np.may_share_memory(regions, regions_rdhw):
+        regions = regions.copy()
+    return image, regions
+
+
+def two_views(
+    image_cdhw: np.ndarray,
+    regions_rdhw: np.ndarray,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two independently perturbed copies of one case, paper 004 sections 3.1 and 3.4.
+
+    One shared random flip, then each copy gets its own spatial (``affine_p``) and
+    intensity transforms, forming the batch of 2 the Barlow-Twins loss compares.
+
+    Returns:
+        float32 (2, C, D, H, W) images and uint8 (2, R, D, H, W) masks.
+    """
+    _check_pair(image_cdhw, regions_rdhw)
+    image = np.asarray(image_cdhw, dtype=np.float32)
+    regions = np.asarray(regions_rdhw, dtype=np.uint8)
+    image, regions = _flip(image, regions, cfg, rng)
+    views = [_spatial_and_intensity(image, regions, cfg, rng) for _ in range(2)]
+    return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])

@@ -1,0 +1,136 @@
+"""``bratskit train``: k-fold training from a recipe (registered by :mod:`submission.cli`).
+
+Only click is imported here, so ``bratskit --help`` stays fast and works without torch;
+the training stack is imported when the command runs, and a missing training dependency
+exits with 4 and the install command.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from submission.cases import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+REGIONS = ("WT", "TC", "ET")
+log = logging.getLogger(__name__)
+
+
+def _folds(value: str | None) -> tuple[int, ...] | None:
+    if value is None or value == "all":
+        return None
+    try:
+        folds = tuple(sorted({int(v) for v in value.split(",")}))
+    except ValueError:
+        raise click.BadParameter(f"expected 'all' or fold numbers like 0,1 got {value!r}") from None
+    if any(f < 0 for f in folds):
+        raise click.BadParameter(f"fold numbers must be >= 0, got {value!r}")
+    return folds
+
+
+def _regions(value: str | None) -> tuple[str, ...] | None:
+    if value is None or value == "all":
+        return None
+    regions = tuple(v.strip().upper() for v in value.split(","))
+    bad = [r for r in regions if r not in REGIONS]
+    if bad:
+        raise click.BadParameter(f"regions must be from wt,tc,et or 'all', got {value!r}")
+    return regions
+
+
+@click.command(name="train")
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Training folder: BraTS case folders with their _seg/-seg label maps.",
+)
+@click.option("--config", "config_name", help="Recipe name (see --describe) or YAML file.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option("--folds", default="all", show_default=True, help="Folds to train: all or 0,1,...")
+@click.option(
+    "--regions",
+    default="all",
+    show_default=True,
+    help="Members predicting these regions: all or wt,tc,et.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
+@click.option("--workers", type=click.IntRange(min=0), help="Data-loader worker processes.")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), help="Override mixed precision."
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Preprocessed-cache folder (default RUN/cache), shareable between runs.",
+)
+@click.option("--resume", is_flag=True, help="Continue each fold after its last checkpoint.")
+@click.option(
+    "--describe",
+    metavar="NAME|FILE",
+    help="Print the recipe's architectures and parameter counts, then exit.",
+)
+def train(
+    data,
+    config_name,
+    out,
+    folds,
+    regions,
+    epochs,
+    batch_size,
+    workers,
+    device,
+    amp,
+    cache,
+    resume,
+    describe,
+) -> None:
+    """K-fold training of a recipe: resunet-localization, segresnet-redundancy, effunet, tiny."""
+    try:
+        from train.config import ConfigError, load_config
+        from train.describe import describe_recipe
+        from train.run import RunRequest, train_run
+    except ModuleNotFoundError as exc:
+        click.echo(
+            f"bratskit train needs the training extra ({exc.name} is missing): "
+            "pip install torch==2.13.0 -e '.[train]' (CPU) or with your CUDA torch",
+            err=True,
+        )
+        sys.exit(EXIT_UNAVAILABLE)
+    overrides = {"epochs": epochs, "batch_size": batch_size, "num_workers": workers, "amp": amp}
+    try:
+        if describe:
+            click.echo(describe_recipe(load_config(describe)))
+            return
+        missing = [
+            n for n, v in (("--data", data), ("--config", config_name), ("--out", out)) if v is None
+        ]
+        if missing:
+            raise click.UsageError(f"missing {', '.join(missing)} (or use --describe NAME)")
+        config = load_config(config_name, overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not data.is_dir():
+        click.echo(f"error: training folder {data} does not exist", err=True)
+        sys.exit(EXIT_INPUT)
+    request = RunRequest(data, out, config, _folds(folds), _regions(regions), device, resume, cache)
+    try:
+        summary = train_run(request)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INPUT)
+    except ValueError as exc:  # split, recipe or crop that does not fit the data or model
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    for fold, entry in sorted(summary.get("folds", {}).items(), key=lambda kv: int(kv[0])):
+        scores = " ".join(f"{r} {d:.4f}" for r, d in entry["dice"].items())
+        click.echo(f"fold {fold}: best epoch {entry['best_epoch']}  Dice {scores}")
+    click.echo(f"summary: {out / 'summary.json'}")

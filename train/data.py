@@ -1,0 +1,91 @@
+"""Training samples from the cache: crop, augment, one or two views, as torch tensors.
+
+Every random choice comes from a generator seeded by (run seed, epoch, case index), so a
+sample depends on neither the worker that draws it nor the number of workers, and a
+resumed run sees the epochs it would have seen.
+
+Loader workers receive memory-mapped cases and return one crop each: with the papers'
+largest patch (4 x 192 x 192 x 160 float32, 94 MB, two views for 004) and the default
+prefetch of 2 batches per worker, 4 workers and batch 1 stay under 1.6 GB of ``/dev/shm``,
+well inside the 4 GB the organisers' ``--shm-size`` and most clusters give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from submission.brats import TUMOUR_REGIONS
+from train.augment import (
+    AugmentConfig,
+    augment,
+    extract_crop,
+    random_crop_start,
+    tumour_crop_start,
+    two_views,
+)
+from train.cache import CachedCase
+from train.config import MemberConfig
+
+
+class PatchDataset(Dataset):
+    """Random training patches of one member.
+
+    Items are ``(image, target)``: float32 (C, d, h, w) and (R, d, h, w), R the member's
+    regions in its order; with ``views=2`` (004 §3.1) both gain a leading axis of 2, the
+    two independently augmented copies.
+    """
+
+    def __init__(
+        self,
+        cases: list[CachedCase],
+        member: MemberConfig,
+        augment_cfg: AugmentConfig,
+        seed: int,
+        views: int = 1,
+    ) -> None:
+        self.cases = cases
+        self.member = member
+        self.augment_cfg = augment_cfg
+        self.seed = seed
+        self.views = views
+        self.epoch = 0
+        self.region_index = [TUMOUR_REGIONS.index(r) for r in member.regions]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's random stream (call before iterating, also in workers' parent)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        case = self.cases[index]
+        image, regions = case.image(), case.regions()
+        crop = self.member.crop
+        if self.member.sampling == "tumour":
+            start = tumour_crop_start(regions[0], crop, self.member.jitter, rng)
+        else:
+            start = random_crop_start(image.shape[1:], crop, rng)
+        image = extract_crop(image, start, crop).astype(np.float32)
+        regions = extract_crop(regions, start, crop)
+        if self.views == 2:
+            image, regions = two_views(image, regions, self.augment_cfg, rng)
+            target = regions[:, self.region_index]
+        else:
+            image, regions = augment(image, regions, self.augment_cfg, rng)
+            target = regions[self.region_index]
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(
+            np.ascontiguousarray(target, dtype=np.float32)
+        )
+
+
+def localisation_window(case: CachedCase, crop: tuple[int, int, int]) -> tuple[int, ...]:
+    """Start of the stage-2 window of a validation case: centred on its true whole tumour.
+
+    Validating a stage-2 model alone (002 §2.3) uses the ground-truth WT box, without
+    jitter; the full two-stage chain is what the exported bundle evaluates.
+    """
+    return tumour_crop_start(case.regions()[0], crop, 0, np.random.default_rng(0))

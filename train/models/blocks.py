@@ -1,0 +1,139 @@
+"""Small building blocks shared by the bratskit models.
+
+Holds the input check every ``forward`` runs in eager mode (against the model's
+:class:`submission.inference.SizeRule`, the runtime's own rule, so training, export and
+the container agree on what sizes a model accepts),
+and the GroupNorm residual blocks of the residual 3-D U-Net (paper 002, section 2.2)
+and of the asymmetric EfficientNet U-Net (paper 003, section 2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from submission.inference import SizeRule
+
+_GROUP_CHOICES = (8, 4, 2, 1)
+
+
+def check_input_shape(
+    model_name: str, shape: Sequence[int], in_channels: int, rule: SizeRule
+) -> None:
+    """Raise ValueError naming the bad size and the fix when ``shape`` is not accepted.
+
+    Args:
+        model_name: registry name used in the message.
+        shape: the input tensor's shape, (N, C, D, H, W).
+        in_channels: channels the model was built for.
+        rule: the model's size rule.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 5:
+        raise ValueError(
+            f"{model_name} expects a 5-D tensor (N, C, D, H, W), got shape {shape}: "
+            f"add the batch and channel axes"
+        )
+    if shape[1] != in_channels:
+        raise ValueError(
+            f"{model_name} was built for {in_channels} input channel(s), got {shape[1]} "
+            f"(shape {shape}): pass the channels it was trained on or rebuild with "
+            f"in_channels={shape[1]}"
+        )
+    problem = rule.problem(shape[2:])
+    if problem is not None:
+        raise ValueError(f"{model_name} needs {problem}")
+
+
+def eager_checks_enabled() -> bool:
+    """True outside TorchScript scripting/tracing, ONNX export and torch.compile.
+
+    The input check is plain Python on shapes; skipping it while a graph is being
+    recorded keeps the recorded graph free of it.
+    """
+    if torch.jit.is_scripting():
+        return False
+    return not (
+        torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    )
+
+
+def num_groups(channels: int) -> int:
+    """GroupNorm groups: the largest of (8, 4, 2, 1) that divides ``channels``."""
+    return next(g for g in _GROUP_CHOICES if channels % g == 0)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with :func:`num_groups` groups and a learnable affine."""
+    return nn.GroupNorm(num_groups(channels), channels)
+
+
+def maybe_checkpoint(module: nn.Module, enabled: bool, *inputs: torch.Tensor) -> torch.Tensor:
+    """Run ``module(*inputs)``, recomputing its activations in backward when ``enabled``.
+
+    Non-reentrant activation checkpointing (saves memory at the cost of a second
+    forward of ``module``); callers pass ``enabled = self.checkpoint and self.training``.
+    """
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(module, *inputs, use_reentrant=False)
+    return module(*inputs)
+
+
+class ResidualBlock3d(nn.Module):
+    """Two 3x3x3 convolutions with GroupNorm, an additive residual, then ReLU.
+
+    ``norm_first=True`` is the residual 3-D U-Net block (paper 002, section 2.2):
+    ``h = ReLU(conv(GN(x)))``, ``h = conv(GN(h))``, ``out = ReLU(h + residual)``; the last
+    activation comes after the addition "to include the residual information".
+    ``norm_first=False`` is the inter-slice block of paper 003 (section 2.2: "two
+    convolutional layers with normalization and ReLU, followed by skip connection"):
+    ``h = ReLU(GN(conv(x)))``, ``h = GN(conv(h))``, ``out = ReLU(h + residual)``.
+    The residual is a 1x1x1 convolution when the channel count changes, else identity.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm_first: bool = True) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        norm1 = in_channels if norm_first else out_channels
+        self.norm1 = group_norm(norm1)
+        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=not norm_first)
+        self.norm2 = group_norm(out_channels)
+        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=not norm_first)
+        self.residual = (
+            nn.Conv3d(in_channels, out_channels, 1)
+            if in_channels != out_channels
+            else nn.Identity()
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, in, D, H, W) to (N, out, D, H, W)."""
+        if self.norm_first:
+            h = self.act(self.conv1(self.norm1(x)))
+            h = self.conv2(self.norm2(h))
+        else:
+            h = self.act(self.norm1(self.conv1(x)))
+            h = self.norm2(self.conv2(h))
+        return self.act(h + self.residual(x))
+
+
+class ConvBlock2d(nn.Module):
+    """(3x3 conv, GroupNorm, ReLU) twice: a 2-D decoder level of paper 003, section 2.3."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.GroupNorm(num_groups(out_channels), out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.GroupNorm(num_groups(out_channels), out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, in, D, H) to (N, out, D, H)."""
+        return self.body(x)

@@ -1,0 +1,79 @@
+"""Out-of-fold validation through the runtime's own inference code.
+
+Each validation case is the cached network input (the container's preprocessing), predicted
+by :func:`submission.inference.predict_volume` exactly as the container predicts a case,
+thresholded, and scored per region with the organisers' 2021 Dice
+(:func:`submission.evaluation.overlap_2021.dice`, 1 when both masks are empty).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from submission.brats import TUMOUR_REGIONS
+from submission.evaluation.overlap_2021 import dice
+from submission.inference import predict_volume
+from train.augment import extract_crop
+from train.cache import CachedCase
+from train.config import MemberConfig
+from train.data import localisation_window
+
+
+def torch_forward(model: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None):
+    """A :func:`predict_volume` forward: numpy (N, C, d, h, w) -> sigmoid probabilities."""
+
+    def forward(batch_ncdhw: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch_ncdhw)).to(device)
+        with torch.no_grad(), autocast(device, amp_dtype):
+            probs = torch.sigmoid(model(x).float())
+        return probs.cpu().numpy()
+
+    return forward
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast context for ``dtype``, or a no-op for full precision."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def validate(
+    model: torch.nn.Module,
+    cases: list[CachedCase],
+    member: MemberConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """Mean Dice per region of ``member.regions`` over ``cases``.
+
+    Members of the localisation chain's second stage (``sampling: tumour``) are scored on
+    the window centred on the true whole tumour (002 §2.3); others on the whole cropped
+    volume. Models with a fixed axis (effunet's depth) run a sliding window with the
+    training crop.
+    """
+    was_training = model.training
+    model.eval()
+    forward = torch_forward(model, device, amp_dtype)
+    rule = model.size_rule
+    patch = None
+    if any(f is not None for f in rule.fixed):
+        patch = tuple(f if f is not None else c for f, c in zip(rule.fixed, member.crop))
+    index = [TUMOUR_REGIONS.index(r) for r in member.regions]
+    scores: list[list[float]] = []
+    for case in cases:
+        image, regions = case.image(), case.regions()
+        if member.sampling == "tumour":
+            start = localisation_window(case, member.crop)
+            image = extract_crop(image, start, member.crop)
+            regions = extract_crop(regions, start, member.crop)
+        probs = predict_volume(np.asarray(image, dtype=np.float32), forward, rule, patch_dhw=patch)
+        truth = regions[index].astype(bool)
+        scores.append([dice(p > threshold, t) for p, t in zip(probs, truth)])
+    model.train(was_training)
+    means = np.mean(scores, axis=0) if scores else np.full(len(index), np.nan)
+    return {r: float(m) for r, m in zip(member.regions, means)}
