@@ -52,7 +52,11 @@ def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def dice_coefficient(
-    logits: torch.Tensor, target: torch.Tensor, form: str = "plain", eps: float = 1e-5
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    form: str = "plain",
+    eps: float = 1e-5,
+    batch: bool = False,
 ) -> torch.Tensor:
     """Soft Dice coefficient per (sample, region) on sigmoid probabilities ``p``.
 
@@ -63,14 +67,21 @@ def dice_coefficient(
     ``2 sum(p t) / (sum t^2 + sum p^2 + eps)``; eps only in the denominator, as the papers
     write it, so an empty target gives 0 for any prediction (and zero gradient).
 
+    ``batch=True`` sums over the samples too (one Dice per region over the whole batch, X
+    and Y of eq. 2 being the batch's voxels): a patch without ET then adds its false
+    positives to the batch's denominator instead of scoring 0 on its own, which keeps
+    small regions from collapsing to empty early in training.
+
     Returns:
-        (N, R) tensor of Dice values in [0, 1].
+        (N, R) tensor of Dice values in [0, 1], or (R,) with ``batch=True``.
     """
     if form not in DICE_FORMS:
         raise ValueError(f"unknown Dice form {form!r}; choose one of {', '.join(DICE_FORMS)}")
     target = _check_pair(logits, target)
     probs = torch.sigmoid(logits)
     axes = tuple(range(2, logits.ndim))
+    if batch:
+        axes = (0, *axes)
     intersection = (probs * target).sum(dim=axes)
     if form == "plain":
         denominator = probs.sum(dim=axes) + target.sum(dim=axes)
@@ -80,7 +91,11 @@ def dice_coefficient(
 
 
 def dice_loss(
-    logits: torch.Tensor, target: torch.Tensor, form: str = "plain", eps: float = 1e-5
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    form: str = "plain",
+    eps: float = 1e-5,
+    batch: bool = False,
 ) -> torch.Tensor:
     """Soft Dice loss: 1 - mean over (sample, region) of :func:`dice_coefficient`.
 
@@ -89,7 +104,7 @@ def dice_loss(
     there, and the loss cannot reach 0 when some targets are empty. Use ``"plain"`` when
     empty regions (e.g. cases without ET) should be learnt as empty.
     """
-    return 1.0 - dice_coefficient(logits, target, form=form, eps=eps).mean()
+    return 1.0 - dice_coefficient(logits, target, form=form, eps=eps, batch=batch).mean()
 
 
 def dice_squared_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,8 +113,11 @@ def dice_squared_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 def bce_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE plus plain soft Dice loss with equal weights, paper 002 section 2.4 (WT, TC)."""
-    return bce(logits, target) + dice_loss(logits, target, form="plain")
+    """BCE plus plain soft Dice loss with equal weights, paper 002 section 2.4 (WT, TC).
+
+    The Dice term is the batch Dice (see :func:`dice_coefficient`).
+    """
+    return bce(logits, target) + dice_loss(logits, target, form="plain", batch=True)
 
 
 def ce_minus_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -202,3 +202,18 @@ def test_barlow_twins_errors():
         barlow_twins(torch.zeros(4, 3), torch.zeros(4, 2))
     with pytest.raises(ValueError, match="at least 2 rows"):
         barlow_twins(torch.zeros(1, 3), torch.zeros(1, 3))
+
+
+def test_batch_dice_pools_samples_so_an_empty_patch_does_not_score_zero():
+    p = torch.tensor([0.8, 0.8, 0.2, 0.2]).reshape(2, 1, 2)
+    logits = torch.log(p / (1 - p)).double()
+    target = torch.tensor([1.0, 1.0, 0.0, 0.0]).reshape(2, 1, 2).double()
+    # Per sample: A = 3.2 / 3.6, B = eps / (0.4 + eps) ~ 0; pooled: 3.2 / (2.0 + 2.0) = 0.8.
+    per_sample = dice_coefficient(logits, target)
+    assert per_sample[0, 0].item() == pytest.approx((3.2 + 1e-5) / (3.6 + 1e-5))
+    assert per_sample[1, 0].item() < 1e-4
+    pooled = dice_coefficient(logits, target, batch=True)
+    assert pooled.shape == (1,) and pooled.item() == pytest.approx((3.2 + 1e-5) / (4.0 + 1e-5))
+    assert bce_dice(logits, target).item() == pytest.approx(
+        bce(logits, target).item() + 1 - pooled.item()
+    )
