@@ -10,6 +10,7 @@ optimiser, schedule and best score it saved.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -243,7 +244,7 @@ def _meta(job: FoldJob) -> dict:
     return {
         "version": CHECKPOINT_VERSION,
         "recipe": job.config.name,
-        "member": dataclasses.asdict(job.member),
+        "member": json.loads(json.dumps(dataclasses.asdict(job.member))),  # plain lists
         "preprocessing": job.config.preprocessing.to_dict(),
         "fold": job.fold,
     }
