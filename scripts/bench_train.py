@@ -122,7 +122,7 @@ def bench_paper(args) -> None:
 
 
 def _scaled(size: int, scale: float, member) -> int:
-    if size in (member.arch_params.get("input_depth"),):
+    if size == member.arch_params.get("input_depth"):  # effunet's fixed slice count
         return size
     return max(32, int(round(size * scale / 32)) * 32)
 

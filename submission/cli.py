@@ -19,10 +19,9 @@ import click
 from submission import __version__
 from submission.brats import LAYOUT_YEARS, SCHEMES
 from submission.cases import InputError
+from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE
 from submission.runner import OutputError
 from submission.validate import Report
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
 # Folders are not checked by click: a missing one is an unusable folder (exit 3), with the

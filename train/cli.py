@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
+from submission.brats import TUMOUR_REGIONS
 from submission.cases import InputError
+from submission.exit_codes import EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_USAGE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
-REGIONS = ("WT", "TC", "ET")
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +36,7 @@ def _regions(value: str | None) -> tuple[str, ...] | None:
     if value is None or value == "all":
         return None
     regions = tuple(v.strip().upper() for v in value.split(","))
-    bad = [r for r in regions if r not in REGIONS]
+    bad = [r for r in regions if r not in TUMOUR_REGIONS]
     if bad:
         raise click.BadParameter(f"regions must be from wt,tc,et or 'all', got {value!r}")
     return regions

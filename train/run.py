@@ -53,24 +53,18 @@ def train_run(request: RunRequest) -> dict:
     try:
         config = _run_config(request, env)
         cases = training_cases(request.data)
-        if env.is_main:
-            build_cache(
-                cases,
-                request.cache or request.out / "cache",
-                config.preprocessing,
-                config.cache_dtype,
-                config.label_scheme,
-                request.progress,
-            )
-        barrier(env)
-        cached = build_cache(
+        cache_args = (
             cases,
             request.cache or request.out / "cache",
             config.preprocessing,
             config.cache_dtype,
             config.label_scheme,
-            progress=False,
         )
+        if env.is_main:  # one process builds; the others read it after the barrier
+            cached = build_cache(*cache_args, progress=request.progress)
+        barrier(env)
+        if not env.is_main:
+            cached = build_cache(*cache_args, progress=False)
         splits = load_or_create_splits(
             request.out, list(cached), config.folds, config.seed, config.test_fraction
         )
