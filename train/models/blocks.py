@@ -20,6 +20,24 @@ from submission.inference import SizeRule
 _GROUP_CHOICES = (8, 4, 2, 1)
 
 
+class SizeChecked:
+    """Mixin of every model: ``size_rule`` and ``check_input`` from the model's ``name``,
+    ``in_channels`` and ``_size_rule`` attributes (set in its constructor)."""
+
+    name: str
+    in_channels: int
+    _size_rule: SizeRule
+
+    @property
+    def size_rule(self) -> SizeRule:
+        """Input sizes the model admits (divisors, fixed axes): what inference pads to."""
+        return self._size_rule
+
+    def check_input(self, shape: tuple[int, ...] | torch.Size) -> None:
+        """Raise ValueError naming the bad size and the fix when ``shape`` is not accepted."""
+        check_input_shape(self.name, shape, self.in_channels, self._size_rule)
+
+
 def check_input_shape(
     model_name: str, shape: Sequence[int], in_channels: int, rule: SizeRule
 ) -> None:

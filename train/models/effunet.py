@@ -45,8 +45,8 @@ from torch import nn
 from train.models.blocks import (
     ConvBlock2d,
     ResidualBlock3d,
+    SizeChecked,
     SizeRule,
-    check_input_shape,
     eager_checks_enabled,
 )
 
@@ -146,7 +146,7 @@ def load_encoder_weights(encoder: nn.Module, weights: str | Path) -> None:
         ) from err
 
 
-class EffUNet(nn.Module):
+class EffUNet(SizeChecked, nn.Module):
     """Asymmetric 3-D/2-D U-Net with an EfficientNet-B0 encoder (paper 003).
 
     Args:
@@ -236,15 +236,6 @@ class EffUNet(nn.Module):
         self.dec3d = nn.ModuleList(blocks)
         self.head = nn.Conv3d(prev, out_channels, 1)
 
-    @property
-    def size_rule(self) -> SizeRule:
-        """In-plane sizes divisible by 32; the slice axis exactly ``input_depth``."""
-        return self._size_rule
-
-    def check_input(self, shape: tuple[int, ...] | torch.Size) -> None:
-        """Raise ValueError naming the bad size and the fix when ``shape`` is not accepted."""
-        check_input_shape(self.name, shape, self.in_channels, self._size_rule)
-
     def forward(self, x_ncdhw: torch.Tensor) -> torch.Tensor:
         """Map (N, C, D, H, W) float32 images to (N, out_channels, D, H, W) logits."""
         if eager_checks_enabled():
@@ -268,7 +259,7 @@ class EffUNet(nn.Module):
         return self.head(v)
 
 
-class PerModalityEffUNet(nn.Module):
+class PerModalityEffUNet(SizeChecked, nn.Module):
     """One single-channel :class:`EffUNet` per input channel, sigmoid outputs averaged.
 
     Paper 003, section 3: "We process the four modalities separately and average the
@@ -289,15 +280,7 @@ class PerModalityEffUNet(nn.Module):
         self.in_channels = in_channels
         self.members = nn.ModuleList(EffUNet(in_channels=1, **params) for _ in range(in_channels))
         self.out_channels = self.members[0].out_channels
-
-    @property
-    def size_rule(self) -> SizeRule:
-        """Same rule as each member: in-plane sizes divisible by 32, fixed slice count."""
-        return self.members[0].size_rule
-
-    def check_input(self, shape: tuple[int, ...] | torch.Size) -> None:
-        """Raise ValueError naming the bad size and the fix when ``shape`` is not accepted."""
-        check_input_shape(self.name, shape, self.in_channels, self.size_rule)
+        self._size_rule = self.members[0].size_rule
 
     def forward(self, x_ncdhw: torch.Tensor) -> torch.Tensor:
         """Map (N, C, D, H, W) float32 images to (N, out_channels, D, H, W) logits."""

@@ -15,8 +15,8 @@ from torch import nn
 
 from train.models.blocks import (
     ResidualBlock3d,
+    SizeChecked,
     SizeRule,
-    check_input_shape,
     eager_checks_enabled,
     maybe_checkpoint,
 )
@@ -39,7 +39,7 @@ class _DecodingBlock(nn.Module):
         return self.block(torch.cat([self.up(x), skip], dim=1))
 
 
-class ResUNet(nn.Module):
+class ResUNet(SizeChecked, nn.Module):
     """Residual 3-D U-Net (paper 002, section 2.2).
 
     Args:
@@ -90,15 +90,6 @@ class ResUNet(nn.Module):
         self.head = nn.Conv3d(widths[0], out_channels, 1)
         d = 2 ** (levels - 1)
         self._size_rule = SizeRule(divisors=(d, d, d))
-
-    @property
-    def size_rule(self) -> SizeRule:
-        """Every spatial size must be divisible by ``2 ** (levels - 1)``."""
-        return self._size_rule
-
-    def check_input(self, shape: tuple[int, ...] | torch.Size) -> None:
-        """Raise ValueError naming the bad size and the fix when ``shape`` is not accepted."""
-        check_input_shape(self.name, shape, self.in_channels, self._size_rule)
 
     def forward(self, x_ncdhw: torch.Tensor) -> torch.Tensor:
         """Map (N, C, D, H, W) float32 images to (N, out_channels, D, H, W) logits."""

@@ -28,8 +28,8 @@ from monai.networks.nets import SegResNet as MonaiSegResNet
 from torch import nn
 
 from train.models.blocks import (
+    SizeChecked,
     SizeRule,
-    check_input_shape,
     eager_checks_enabled,
     maybe_checkpoint,
 )
@@ -65,7 +65,7 @@ class ProjectionHead(nn.Module):
         return self.mlp(rows_npc)
 
 
-class SegResNet(MonaiSegResNet):
+class SegResNet(SizeChecked, MonaiSegResNet):
     """MONAI SegResNet (paper 004, Table 1) plus an optional projection branch.
 
     Args:
@@ -118,15 +118,6 @@ class SegResNet(MonaiSegResNet):
         )
         d = 2 ** (len(self.blocks_down) - 1)
         self._size_rule = SizeRule(divisors=(d, d, d))
-
-    @property
-    def size_rule(self) -> SizeRule:
-        """Every spatial size must be divisible by 8."""
-        return self._size_rule
-
-    def check_input(self, shape: tuple[int, ...] | torch.Size) -> None:
-        """Raise ValueError naming the bad size and the fix when ``shape`` is not accepted."""
-        check_input_shape(self.name, shape, self.in_channels, self._size_rule)
 
     def features(self, x_ncdhw: torch.Tensor) -> torch.Tensor:
         """Output of the last decoder block, (N, init_filters, D, H, W).
