@@ -47,10 +47,13 @@ class CachedCase:
         """(4, d, h, w) memory-mapped network input."""
         return np.load(self.folder / "image.npy", mmap_mode="r")
 
+    def packed_regions(self) -> np.ndarray:
+        """(d, h, w) uint8 memory-mapped bits, see :func:`pack_regions` (bit 0 is WT)."""
+        return np.load(self.folder / "regions.npy", mmap_mode="r")
+
     def regions(self) -> np.ndarray:
         """(3, d, h, w) uint8 masks in :data:`TUMOUR_REGIONS` order."""
-        bits = np.load(self.folder / "regions.npy", mmap_mode="r")
-        return unpack_regions(bits)
+        return unpack_regions(self.packed_regions())
 
 
 def pack_regions(regions_rdhw: np.ndarray) -> np.ndarray:

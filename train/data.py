@@ -25,7 +25,7 @@ from train.augment import (
     tumour_crop_start,
     two_views,
 )
-from train.cache import CachedCase
+from train.cache import CachedCase, unpack_regions
 from train.config import MemberConfig
 
 
@@ -63,14 +63,14 @@ class PatchDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         case = self.cases[index]
-        image, regions = case.image(), case.regions()
+        image, packed = case.image(), case.packed_regions()
         crop = self.member.crop
         if self.member.sampling == "tumour":
-            start = tumour_crop_start(regions[0], crop, self.member.jitter, rng)
+            start = tumour_crop_start(packed & 1, crop, self.member.jitter, rng)  # bit 0: WT
         else:
             start = random_crop_start(image.shape[1:], crop, rng)
         image = extract_crop(image, start, crop).astype(np.float32)
-        regions = extract_crop(regions, start, crop)
+        regions = unpack_regions(extract_crop(packed, start, crop))  # unpack the patch only
         if self.views == 2:
             image, regions = two_views(image, regions, self.augment_cfg, rng)
             target = regions[:, self.region_index]
