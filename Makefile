@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Extras the tests need. torch is installed first, pinned to the CPU build, so that the
 # train extra's "torch>=2.3" is already met and pip does not pull several GB of CUDA
 # packages; on a GPU machine with its own CUDA torch, run `make install TORCH_CPU=`.
-EXTRAS ?= train,eval,dev
+EXTRAS ?= train,eval,dev,cpu,export
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 comma := ,

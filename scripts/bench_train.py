@@ -31,7 +31,8 @@ from submission.cases import discover_cases, label_file, load_case
 from submission.nifti import read_label_map
 from submission.preprocess import crop, preprocess_case
 from submission.synth import write_synthetic_dataset
-from train.augment import augment, extract_crop, random_crop_start
+from submission.windows import extract_window
+from train.augment import augment, random_crop_start
 from train.cache import build_cache, training_cases
 from train.config import load_config
 from train.distributed import resolve_amp, resolve_device
@@ -81,8 +82,8 @@ def bench_loading(args) -> None:
     def sample(image, regions) -> None:
         start = random_crop_start(image.shape[1:], member.crop, rng)
         augment(
-            extract_crop(image, start, member.crop).astype(np.float32),
-            extract_crop(regions, start, member.crop),
+            extract_window(image, start, member.crop).astype(np.float32),
+            extract_window(regions, start, member.crop),
             config.augment,
             rng,
         )

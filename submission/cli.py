@@ -10,16 +10,21 @@ Exit codes, the same for every sub-command:
 
 from __future__ import annotations
 
+import importlib
 import logging
+import resource
 import sys
 from pathlib import Path
 
 import click
 
 from submission import __version__
+from submission.backends import BACKENDS, DEVICES, PRECISIONS
 from submission.brats import LAYOUT_YEARS, SCHEMES
 from submission.cases import InputError
-from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE
+from submission.ensemble import ENSEMBLE_METHODS
+from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from submission.postprocess import ET_REPLACEMENTS
 from submission.runner import OutputError
 from submission.validate import Report
 
@@ -162,6 +167,70 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
     click.echo(f"wrote {zip_path} ({len(report.findings)} predictions)")
 
 
+@main.command()
+@click.option("--input", "input_dir", required=True, type=existing_dir, help="Input cases.")
+@click.option(
+    "--output", "output_dir", required=True, type=existing_dir, help="Where <id>.nii.gz go."
+)
+@click.option("--bundle", required=True, type=existing_dir, help="Model bundle folder.")
+@click.option("--ensemble", type=click.Choice(ENSEMBLE_METHODS), help="[bundle's choice]")
+@click.option("--top-k", type=click.IntRange(1), help="Members averaged by confidence [N/2].")
+@click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
+@click.option("--et-replace", type=click.Choice(ET_REPLACEMENTS), help="What small ET becomes.")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), help="[0.5]")
+@click.option("--labels", type=SCHEME_CHOICE, help="Label scheme written [bundle's].")
+@click.option("--tta", is_flag=True, help="Mirroring test-time augmentation (8 flips).")
+@click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), help="Sliding window.")
+@click.option(
+    "--max-memory",
+    type=click.FloatRange(min=0, min_open=True),
+    help="GB of activations per call; above it the sliding window is used.",
+)
+@click.option("--device", type=click.Choice(["auto", *DEVICES]), default="auto", show_default=True)
+@click.option(
+    "--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True
+)
+@click.option(
+    "--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True
+)
+@click.option("--threads", type=click.IntRange(1), help="CPU threads [all cores].")
+@click.option("--sequential", is_flag=True, help="Do not overlap reading and writing with compute.")
+def predict(input_dir: Path, output_dir: Path, bundle: Path, **flags) -> None:
+    """Segment every case of INPUT into OUTPUT with a bundle (the container's job)."""
+    from submission.backends import BackendError
+    from submission.bundle import BundleError
+    from submission.engine import Engine, PredictOptions, RuntimeOptions
+    from submission.runner import run_cases
+
+    runtime = RuntimeOptions(*(flags.pop(k) for k in ("backend", "device", "precision", "threads")))
+    sequential = flags.pop("sequential")
+    flags["max_memory_gb"] = flags.pop("max_memory")
+    try:
+        engine = Engine(bundle, PredictOptions(**flags), runtime)
+    except BundleError as exc:
+        _fail_input(exc)
+    except BackendError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        report = run_cases(input_dir, output_dir, engine, overlap_io=not sequential)
+    except (InputError, OutputError) as exc:
+        _fail_input(exc)
+    n = len(report.written) + len(report.failed)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    mean = sum(report.seconds.values()) / max(len(report.seconds), 1)
+    click.echo(
+        f"{len(report.written)} of {n} cases written to {output_dir} in "
+        f"{report.wall_seconds:.1f} s ({mean:.1f} s per case), peak RSS {peak_gb:.2f} GB"
+    )
+    for case_id, problem in sorted(report.failed.items()):
+        click.echo(f"FAILED {case_id}: {problem}", err=True)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
 def _unavailable(name: str, provider: str, summary: str) -> click.Command:
     @click.command(
         name=name,
@@ -180,24 +249,22 @@ def _unavailable(name: str, provider: str, summary: str) -> click.Command:
     return command
 
 
-def _add_train_command() -> None:
-    """``train`` comes from the train/ package when it is installed (not in the image)."""
+def _add_optional_command(module: str, name: str, provider: str, summary: str) -> None:
+    """Sub-commands from packages the runtime image leaves out (train/, export/)."""
     try:
-        from train.cli import train
+        command = getattr(importlib.import_module(module), name)
     except ImportError:
-        main.add_command(
-            _unavailable(
-                "train", "the train/ package (models and k-fold training)", "k-fold training"
-            )
-        )
+        main.add_command(_unavailable(name, provider, summary))
         return
-    main.add_command(train)
+    main.add_command(command)
 
 
-_add_train_command()
-for _name, _provider, _summary in (
-    ("export", "the export/ package (ONNX/TorchScript bundles)", "export runs to a bundle"),
-    ("predict", "the inference engine of submission/", "segment cases with a bundle"),
-    ("view", "the viewer of submission/", "picture of a case with labels overlaid"),
-):
-    main.add_command(_unavailable(_name, _provider, _summary))
+_add_optional_command(
+    "train.cli", "train", "the train/ package (models and k-fold training)", "k-fold training"
+)
+_add_optional_command(
+    "export.cli", "export", "the export/ package (ONNX/TorchScript bundles)", "export runs"
+)
+main.add_command(
+    _unavailable("view", "the viewer of submission/", "picture of a case with labels overlaid")
+)

@@ -20,6 +20,12 @@ import numpy as np
 import torch
 from monai.transforms import AffineGrid, Resample
 
+from submission.windows import (
+    as_triple,
+    centred_start,
+    tumour_window_start,
+)
+
 SPATIAL_AXES = (1, 2, 3)
 
 
@@ -62,23 +68,6 @@ class AugmentConfig:
             raise ValueError(f"AugmentConfig.scale_range={self.scale_range} must be below 1")
 
 
-def _triple(value: int | Sequence[int], name: str, minimum: int | None) -> np.ndarray:
-    """An int or 3 ints as an int64 array of 3, each at least ``minimum`` (if given)."""
-    bound = "" if minimum is None else f", each >= {minimum}"
-    message = f"{name} must be one int or 3 ints{bound}; got {value}"
-    if np.size(value) not in (1, 3):
-        raise ValueError(message)
-    triple = np.broadcast_to(np.asarray(value, dtype=np.int64), (3,)).copy()
-    if minimum is not None and (triple < minimum).any():
-        raise ValueError(message)
-    return triple
-
-
-def _centred_start(shape: np.ndarray, crop: np.ndarray) -> np.ndarray:
-    """Start of a window centred on the volume (negative where the volume is smaller)."""
-    return -((crop - shape) // 2)
-
-
 def random_crop_start(
     shape_dhw: Sequence[int], crop_dhw: int | Sequence[int], rng: np.random.Generator
 ) -> tuple[int, int, int]:
@@ -86,23 +75,13 @@ def random_crop_start(
 
     Along an axis where the volume is smaller than the crop, the window is centred on the
     volume instead (start ``-((crop - size) // 2)``, zero or negative) and
-    :func:`extract_crop` pads it.
+    :func:`extract_window` pads it.
     """
-    shape = _triple(tuple(shape_dhw)[-3:], "shape_dhw", 1)
-    crop = _triple(crop_dhw, "crop_dhw", 1)
+    shape = as_triple(tuple(shape_dhw)[-3:], "shape_dhw", 1)
+    crop = as_triple(crop_dhw, "crop_dhw", 1)
     drawn = rng.integers(0, np.maximum(shape - crop, 0) + 1)
-    start = np.where(shape >= crop, drawn, _centred_start(shape, crop))
+    start = np.where(shape >= crop, drawn, centred_start(shape, crop))
     return tuple(int(s) for s in start)
-
-
-def _bbox_centre_twice(mask_dhw: np.ndarray) -> np.ndarray:
-    """Twice the bounding-box centre (lo + hi) per axis of a non-empty mask."""
-    twice = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        idx = np.flatnonzero(np.any(mask_dhw, axis=other))
-        twice.append(idx[0] + idx[-1])
-    return np.asarray(twice, dtype=np.int64)
 
 
 def tumour_crop_start(
@@ -116,7 +95,7 @@ def tumour_crop_start(
     The window is centred on the centre of the whole-tumour bounding box, shifted by a
     uniform integer jitter in ``[-jitter, jitter]`` per axis, then clamped so it stays
     inside the volume along axes where the volume is at least as large as the crop; along
-    smaller axes it is centred on the volume (and padded by :func:`extract_crop`). An
+    smaller axes it is centred on the volume (and padded by :func:`extract_window`). An
     empty whole-tumour mask falls back to the volume centre (jitter still applies).
 
     Args:
@@ -126,48 +105,9 @@ def tumour_crop_start(
         jitter: maximum shift in voxels, one int or 3, >= 0.
         rng: source of the jitter.
     """
-    if mask.ndim not in (3, 4):
-        raise ValueError(f"expected a (D, H, W) or (R, D, H, W) mask, got shape {mask.shape}")
-    wt_dhw = np.any(mask, axis=0) if mask.ndim == 4 else mask.astype(bool, copy=False)
-    shape = np.asarray(wt_dhw.shape, dtype=np.int64)
-    crop = _triple(crop_dhw, "crop_dhw", 1)
-    jit = _triple(jitter, "jitter", 0)
+    jit = as_triple(jitter, "jitter", 0)
     offset = rng.integers(-jit, jit + 1)
-    centre_twice = _bbox_centre_twice(wt_dhw) if wt_dhw.any() else shape - 1
-    # A window [s, s + c) has centre s + (c - 1) / 2; solve for s and round down.
-    start = (centre_twice + 1 - crop) // 2 + offset
-    start = np.clip(start, 0, np.maximum(shape - crop, 0))
-    start = np.where(shape >= crop, start, _centred_start(shape, crop))
-    return tuple(int(s) for s in start)
-
-
-def extract_crop(
-    array_xdhw: np.ndarray,
-    start: Sequence[int],
-    crop_dhw: int | Sequence[int],
-    fill: float = 0,
-) -> np.ndarray:
-    """Copy the window ``[start, start + crop)`` of the last 3 axes, padding with ``fill``.
-
-    Works for any leading axes (C, R, none). The result has shape
-    ``(*array_xdhw.shape[:-3], *crop_dhw)`` and the input's dtype, and never shares
-    memory with the input.
-    """
-    if array_xdhw.ndim < 3:
-        raise ValueError(f"expected at least 3 spatial axes, got shape {array_xdhw.shape}")
-    crop = _triple(crop_dhw, "crop_dhw", 1)
-    begin = _triple(start, "start", None)
-    shape = array_xdhw.shape[-3:]
-    lo = np.maximum(begin, 0)
-    hi = np.minimum(begin + crop, shape)
-    src = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    if (lo == begin).all() and (hi == begin + crop).all():
-        return array_xdhw[(..., *src)].copy()
-    out = np.full((*array_xdhw.shape[:-3], *crop), fill, dtype=array_xdhw.dtype)
-    if (hi > lo).all():
-        dst = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, begin))
-        out[(..., *dst)] = array_xdhw[(..., *src)]
-    return out
+    return tumour_window_start(mask, crop_dhw, offset)
 
 
 def apply_affine(

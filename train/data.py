@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import Dataset
 
 from submission.brats import TUMOUR_REGIONS
+from submission.windows import extract_window
 from train.augment import (
     AugmentConfig,
     augment,
-    extract_crop,
     random_crop_start,
     tumour_crop_start,
     two_views,
@@ -69,8 +69,8 @@ class PatchDataset(Dataset):
             start = tumour_crop_start(packed & 1, crop, self.member.jitter, rng)  # bit 0: WT
         else:
             start = random_crop_start(image.shape[1:], crop, rng)
-        image = extract_crop(image, start, crop).astype(np.float32)
-        regions = unpack_regions(extract_crop(packed, start, crop))  # unpack the patch only
+        image = extract_window(image, start, crop).astype(np.float32)
+        regions = unpack_regions(extract_window(packed, start, crop))  # unpack the patch only
         if self.views == 2:
             image, regions = two_views(image, regions, self.augment_cfg, rng)
             target = regions[:, self.region_index]

@@ -16,7 +16,7 @@ import torch
 from submission.brats import TUMOUR_REGIONS
 from submission.evaluation.overlap_2021 import dice
 from submission.inference import predict_volume
-from train.augment import extract_crop
+from submission.windows import extract_window
 from train.cache import CachedCase
 from train.config import MemberConfig
 from train.data import localisation_window
@@ -69,8 +69,8 @@ def validate(
         image, regions = case.image(), case.regions()
         if member.sampling == "tumour":
             start = localisation_window(case, member.crop)
-            image = extract_crop(image, start, member.crop)
-            regions = extract_crop(regions, start, member.crop)
+            image = extract_window(image, start, member.crop)
+            regions = extract_window(regions, start, member.crop)
         probs = predict_volume(np.asarray(image, dtype=np.float32), forward, rule, patch_dhw=patch)
         truth = regions[index].astype(bool)
         scores.append([dice(p > threshold, t) for p, t in zip(probs, truth)])

@@ -69,6 +69,7 @@ def test_empty_input_exits_3(tmp_path):
         ["validate", "{input}", "--output", "{tmp}/nope"],
         ["package", "{tmp}/nope", "--zip", "{tmp}/up.zip"],
         ["evaluate", "--pred", "{input}", "--ref", "{tmp}/nope"],
+        ["predict", "--input", "{input}", "--output", "{tmp}/out", "--bundle", "{tmp}/nope"],
     ],
 )
 def test_missing_folders_exit_3_naming_the_folder(args, case_factory, tmp_path):
@@ -78,7 +79,7 @@ def test_missing_folders_exit_3_naming_the_folder(args, case_factory, tmp_path):
     assert f"{tmp_path}/nope" in result.stderr and "does not exist" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["export", "predict", "view"])
+@pytest.mark.parametrize("command", ["view"])
 def test_commands_not_built_yet_say_who_provides_them(command):
     result = bratskit(command, "--data", "x")
     assert result.returncode == 4

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from submission.windows import extract_window
 from train.augment import (
     AugmentConfig,
     apply_affine,
     augment,
-    extract_crop,
     random_crop_start,
     tumour_crop_start,
     two_views,
@@ -164,7 +164,7 @@ def test_random_crop_shape_exact(shape, crop):
     crop_dhw = np.broadcast_to(crop, (3,))
     for seed in range(10):
         start = random_crop_start(shape, crop, np.random.default_rng(seed))
-        patch = extract_crop(image, start, crop)
+        patch = extract_window(image, start, crop)
         assert patch.shape == (2, *crop_dhw) and patch.dtype == image.dtype
         for s, c, n in zip(start, crop_dhw, shape):
             if n >= c:
@@ -183,15 +183,15 @@ def test_random_crop_start_is_uniform_over_range():
 
 def test_extract_crop_padding_and_leading_axes():
     volume = np.arange(1, 28, dtype=np.int16).reshape(3, 3, 3)
-    patch = extract_crop(volume, (-1, 1, 2), (3, 3, 3), fill=-5)
+    patch = extract_window(volume, (-1, 1, 2), (3, 3, 3), fill=-5)
     assert patch.shape == (3, 3, 3) and patch.dtype == np.int16
     np.testing.assert_array_equal(patch[0], np.full((3, 3), -5))
     np.testing.assert_array_equal(patch[1:, :2, :1], volume[:2, 1:, 2:])
     assert (patch[1:, 2:, :] == -5).all() and (patch[1:, :, 1:] == -5).all()
     nested = np.stack([np.stack([volume, volume])] * 2)  # (2, 2, 3, 3, 3)
-    assert extract_crop(nested, (0, 0, 0), 2).shape == (2, 2, 2, 2, 2)
-    assert (extract_crop(volume, (10, 0, 0), 2) == 0).all()  # window entirely outside
-    inside = extract_crop(volume, (0, 0, 0), 3)
+    assert extract_window(nested, (0, 0, 0), 2).shape == (2, 2, 2, 2, 2)
+    assert (extract_window(volume, (10, 0, 0), 2) == 0).all()  # window entirely outside
+    inside = extract_window(volume, (0, 0, 0), 3)
     assert not np.shares_memory(inside, volume)
 
 
