@@ -189,7 +189,7 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     if raw.get("amp") is False:  # YAML 1.1 reads a bare `off` as false
         raw["amp"] = "off"
     try:
-        members = tuple(_member(m) for m in raw.pop("members"))
+        members = tuple(member_from_dict(m) for m in raw.pop("members"))
         raw["preprocessing"] = Preprocessing(**raw.get("preprocessing", {}))
         raw["augment"] = AugmentConfig(**raw.get("augment", {}))
         return _build(TrainConfig, raw, members=members)
@@ -204,7 +204,12 @@ def save_config(config: TrainConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def _member(raw: dict[str, Any]) -> MemberConfig:
+def member_from_dict(raw: dict[str, Any]) -> MemberConfig:
+    """Build a :class:`MemberConfig` from a recipe entry or a checkpoint's ``member`` dict.
+
+    Raises:
+        ConfigError: unknown or invalid keys. A missing required key raises KeyError.
+    """
     raw = dict(raw)
     raw["regions"] = tuple(r.upper() for r in raw["regions"])
     raw["crop"] = tuple(raw.get("crop", (128, 128, 128)))

@@ -1,0 +1,72 @@
+"""All-or-nothing bundle folders: build in a temporary folder next to ``--out``, then rename.
+
+An export that fails (or is interrupted) leaves no half-written bundle: the temporary
+folder is removed and ``--out`` is untouched. A non-empty ``--out`` is replaced only with
+``force``; the old folder is moved aside first and deleted after the rename, so at every
+moment ``--out`` is either the old bundle or the complete new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from export.errors import OutputExistsError
+
+log = logging.getLogger(__name__)
+
+
+def check_output(out: Path, force: bool = False) -> None:
+    """Refuse an ``out`` that is a file, or a non-empty folder without ``force``.
+
+    Raises:
+        OutputExistsError: naming the folder and the fix.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} is a file: choose a folder path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExistsError(
+            f"--out {out} exists and is not empty: choose another folder or pass --force "
+            "to replace it"
+        )
+
+
+@contextmanager
+def staged_folder(out: Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder that becomes ``out`` when the block succeeds.
+
+    Raises:
+        OutputExistsError: see :func:`check_output` (checked before and after the block).
+    """
+    out = Path(out)
+    check_output(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+        check_output(out, force)
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old.rmdir()
+    out.rename(old)
+    try:
+        tmp.rename(out)
+    except OSError:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("replaced the previous contents of %s", out)
