@@ -199,7 +199,7 @@ class Engine:
     def prepare(self, image_cdhw: np.ndarray, grid: Grid) -> Prepared:
         """Crop and normalise a case (MODALITIES order in, the bundle's channel order out)."""
         start = time.perf_counter()
-        image, crop = preprocess_case(image_cdhw, self.manifest.preprocessing)
+        image, crop = preprocess_case(image_cdhw, self._preprocessing)
         return Prepared(image[self.channel_order], crop, time.perf_counter() - start)
 
     def segment(self, prepared: Prepared) -> CaseOutput:
@@ -230,9 +230,15 @@ class Engine:
         labels_dhw = uncrop(labels, prepared.crop, fill=0).astype(np.uint8)
         et_voxels = int(np.count_nonzero(labels_dhw == self.scheme.labels["ET"]))
         timings["postprocess"] = time.perf_counter() - tick
-        for slot in self.slots:
-            slot.model.release()
         return CaseOutput(labels_dhw, timings, warnings, et_voxels)
+
+    @functools.cached_property
+    def _preprocessing(self):
+        """The manifest's preprocessing without its padding to a divisor: each member pads
+        to its own size rule in :func:`predict_volume`, so a network of stride 8 is not run
+        on a volume padded to 16 (a 240 x 240 x 155 brain: 152 x 200 x 152 voxels instead
+        of 160 x 208 x 160, 13 % less compute). Brain voxels and their z-scores are the same."""
+        return replace(self.manifest.preprocessing, divisor=1)
 
     @property
     def _size(self) -> tuple[int, int, int]:
@@ -313,7 +319,10 @@ class Engine:
             patch_dhw=patch,
             overlap=self.options.overlap,
         )
-        return flip_tta(image, predict) if self.options.tta else predict(image)
+        try:
+            return flip_tta(image, predict) if self.options.tta else predict(image)
+        finally:
+            model.release()  # members run one after another: one member's buffers at a time
 
 
 def _sigmoid(model):
