@@ -126,7 +126,9 @@ def child(args: argparse.Namespace) -> None:
         gpu.start()
     start = time.perf_counter()
     engine = Engine(
-        args.bundle, PredictOptions(tta=args.tta), RuntimeOptions(args.backend, args.device)
+        args.bundle,
+        PredictOptions(tta=args.tta),
+        RuntimeOptions(args.backend, args.device, args.precision),
     )
     load = time.perf_counter() - start
     out = Path(args.output)
@@ -158,6 +160,8 @@ def main() -> None:
     parser.add_argument("--backends", default="openvino,onnx,torchscript")
     parser.add_argument("--devices", default="cpu")
     parser.add_argument("--tta", default="off", help="off, on or off,on")
+    parser.add_argument("--precisions", default="fp32", help="fp32, bf16, fp16 (comma list)")
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--case", type=Path, default=REAL_CASE)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)
@@ -182,45 +186,78 @@ def main() -> None:
             if backend == "openvino" and device == "cuda":
                 continue
             for tta in args.tta.split(","):
-                bundle = ts_bundle if backend == "torchscript" else onnx_bundle
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    "--out",
-                    str(args.out),
-                    "--bundle",
-                    str(bundle),
-                    "--input",
-                    str(inputs),
-                    "--output",
-                    str(args.out / f"pred-{backend}-{device}-{tta}"),
-                    "--backend",
-                    backend,
-                    "--device",
-                    device,
-                    "--tta",
-                    tta,
-                ]
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(f"{backend}/{device}/tta {tta}: failed\n{done.stderr[-2000:]}")
-                    continue
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                rows.append((backend, device, tta, result))
+                for precision in args.precisions.split(","):
+                    if not _supported(backend, device, precision):
+                        continue
+                    result = run_variant(
+                        args, inputs, onnx_bundle, ts_bundle, backend, device, tta, precision
+                    )
+                    if result is not None:
+                        rows.append((backend, device, tta, result))
     print_table(rows, args)
+
+
+def _supported(backend: str, device: str, precision: str) -> bool:
+    if device == "cpu":
+        return precision == "fp32" or (precision == "bf16" and backend != "onnx")
+    return precision != "bf16" or backend == "torchscript"
+
+
+def run_variant(args, inputs, onnx_bundle, ts_bundle, backend, device, tta, precision):
+    """One variant in a child process; its result dict, with label agreement added."""
+    import nibabel as nib
+    import numpy as np
+
+    bundle = ts_bundle if backend == "torchscript" else onnx_bundle
+    output = args.out / f"pred-{backend}-{device}-{precision}-tta{tta}"
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--out",
+        str(args.out),
+        "--bundle",
+        str(bundle),
+        "--input",
+        str(inputs),
+        "--output",
+        str(output),
+        "--backend",
+        backend,
+        "--device",
+        device,
+        "--tta",
+        tta,
+        "--precision",
+        precision,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"{backend}/{device}/{precision}/tta {tta}: failed\n{done.stderr[-2000:]}")
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # Agreement with the first variant run (the reference), voxel by voxel.
+    labels = [np.asarray(nib.load(p).dataobj) for p in sorted(output.glob("*.nii.gz"))]
+    reference = getattr(run_variant, "reference", None)
+    if reference is None:
+        run_variant.reference = labels
+        result["agreement"] = 1.0
+    else:
+        result["agreement"] = float(np.mean([np.mean(a == b) for a, b in zip(labels, reference)]))
+    return result
 
 
 def print_table(rows, args) -> None:
     print(
         f"\n{args.folds}-fold SegResNet-{args.filters}, case {args.case.name}, "
-        f"seconds per case end to end (read to written) and per stage"
+        "seconds per case end to end (read to written) and per stage; agree: voxels with "
+        "the first row's label"
     )
     stages = ["read", "preprocess", "localise", "members", "ensemble", "postprocess", "write"]
     head = (
         f"{'backend':<12}{'device':<7}{'tta':<5}{'prec':<6}{'total':>7}"
         + "".join(f"{s[:8]:>10}" for s in stages)
-        + f"{'RSS GB':>9}{'GPU GB':>9}{'load s':>8}"
+        + f"{'RSS GB':>9}{'GPU GB':>9}{'load s':>8}{'agree':>8}"
     )
     print(head)
     for backend, device, tta, r in rows:
@@ -231,6 +268,7 @@ def print_table(rows, args) -> None:
                 f"{backend:<12}{device:<7}{tta:<5}{r['precision']:<6}{seconds:>7.1f}"
                 + "".join(f"{t.get(s, 0):>10.2f}" for s in stages)
                 + f"{r['peak_rss_gb']:>9.2f}{gpu:>9}{r['load_s']:>8.1f}"
+                + f"{100 * r['agreement']:>7.2f}%"
             )
 
 
