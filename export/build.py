@@ -123,7 +123,7 @@ def export_runs(
         raise ValueError("no training run given: pass one or more run folders")
     if labels is not None and labels not in SCHEMES:
         raise ValueError(f"label scheme {labels!r} is not one of {', '.join(SCHEMES)}")
-    check_output(out, force)
+    check_output(out, force, inputs=run_dirs)
     runs = [read_run(Path(p)) for p in run_dirs]
     fields = bundle_fields(runs, labels)
     plan = plan_members(runs, settings)

@@ -10,25 +10,32 @@ dynamo=False, dynamic_axes=...)``, opset 17 by default), whose DeprecationWarnin
 silenced around the call only. It is the better exporter for these networks: measured on
 a SegResNet-16 it exports in 0.9 s against 17.7 s with ``dynamo=True``, and onnxruntime
 runs its graph about 30 % faster (InstanceNormalization stays one op; 6.5 s against
-10.2 s on 1 x 4 x 160 x 208 x 160). The batch axis and every spatial axis the model does
-not fix are dynamic (effunet's slice axis stays fixed). Weights are embedded in the file:
-a bundle file is one file with one sha256.
+10.2 s on 1 x 4 x 160 x 208 x 160). That InstanceNormalization op is, however, not
+accurate enough in onnxruntime on BraTS-sized volumes (3e-3 off in probability), so the
+fp32 file is exported from :func:`export.norms.with_exact_norms` of the model, whose
+norms are a few plain ops that onnxruntime computes to 2e-6, as fast (see
+:mod:`export.norms`). The batch axis and every spatial axis the model does not fix are
+dynamic (effunet's slice axis stays fixed). Weights are embedded in the file: a bundle
+file is one file with one sha256.
 
-float16 ONNX (``--fp16``): :func:`onnxruntime.transformers.float16.convert_float_to_float16`
-(shipped inside onnxruntime) with ``keep_io_types=True``, so input and output stay
-float32 behind Cast nodes. onnxruntime's CPU provider has no float16 kernels for most of
-these ops (Conv, InstanceNormalization, Resize); its session inserts Casts around them and
-runs them in float32, so every op executes on the CPU and no op block list is needed;
-the CPU parity check then measures the float16 rounding of weights and of the tensors
-between casts. Float16 arithmetic on a GPU can also overflow (above 65504), which the
-CPU never shows: :func:`export_files` refuses float16 when an eager activation on the
-check input exceeds half that range.
+float16 ONNX (``--fp16``): the model with its native norms, exported the same way, then
+:func:`onnxruntime.transformers.float16.convert_float_to_float16` (shipped inside
+onnxruntime) with ``keep_io_types=True``, so input and output stay float32 behind Cast
+nodes. onnxruntime's CPU provider has no float16 kernels for most of these ops (Conv,
+InstanceNormalization, Resize); its session inserts Casts around them and runs them in
+float32, so every op executes on the CPU and no op block list is needed, and the CPU
+parity check measures the float16 rounding of the weights and of the tensors between
+casts. Float16 arithmetic on a GPU can also overflow (above 65504), which the CPU never
+shows: :func:`export_files` refuses float16 when an eager activation on the check input
+exceeds half that range.
 
-TorchScript: ``torch.jit.trace`` of the same module, saved with ``torch.jit.save``.
+TorchScript: ``torch.jit.trace`` of the model with its native norms (torch's kernels are
+accurate), saved with ``torch.jit.save``.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 import warnings
@@ -39,6 +46,7 @@ import torch
 from torch import nn
 
 from export.errors import ExportError
+from export.norms import with_exact_norms
 from export.parity import (
     FLOAT16_MAX,
     Forward,
@@ -68,7 +76,7 @@ class ExportSettings:
     Attributes:
         formats: subset of :data:`EXPORT_FORMATS`, in the order written.
         opset: ONNX opset of the legacy exporter.
-        fp16: also write a float16 ONNX file (needs ``onnx`` in ``formats``).
+        fp16: also write a float16 ONNX file.
     """
 
     formats: tuple[str, ...] = EXPORT_FORMATS
@@ -86,8 +94,6 @@ class ExportSettings:
                 f"opset {self.opset} is outside {OPSET_RANGE[0]}..{OPSET_RANGE[1]}, the range "
                 "the legacy ONNX exporter supports for these models"
             )
-        if self.fp16 and "onnx" not in self.formats:
-            raise ValueError("--fp16 converts the ONNX file: add onnx to --format")
 
     @property
     def file_keys(self) -> tuple[str, ...]:
@@ -108,8 +114,10 @@ class ProbabilityModel(nn.Module):
 
 
 def inference_model(net: nn.Module) -> ProbabilityModel:
-    """An eval-mode, gradient-free :class:`ProbabilityModel` of ``net`` without its
-    training-only branches (``without_projection`` where the model has it)."""
+    """An eval-mode, gradient-free :class:`ProbabilityModel` of ``net``, inference part only.
+
+    Training-only branches are dropped (``without_projection`` where the model has it).
+    """
     if hasattr(net, "without_projection"):
         net = net.without_projection()
     model = ProbabilityModel(net).eval()
@@ -118,28 +126,12 @@ def inference_model(net: nn.Module) -> ProbabilityModel:
     return model
 
 
-def export_onnx(
-    model: nn.Module,
-    example_ncdhw: torch.Tensor,
-    path: Path,
-    rule: SizeRule | None = None,
-    opset: int = DEFAULT_OPSET,
-) -> None:
-    """Export ``model`` to one self-contained ONNX file with dynamic batch and free axes.
-
-    Args:
-        rule: the model's size rule; its fixed axes stay fixed (default: none fixed).
-
-    Raises:
-        ValueError: the file would need external weight data (over 2 GB).
-    """
-    rule = rule or SizeRule()
+def _onnx_proto(model: nn.Module, example_ncdhw: torch.Tensor, rule: SizeRule, opset: int):
+    """Export ``model`` with the legacy exporter into memory; returns the ModelProto."""
     import onnx
-    from onnx.external_data_helper import uses_external_data
 
-    axes = {0: "batch"} | {
-        2 + i: f"{'DHW'[i]}" for i, fixed in enumerate(rule.fixed) if fixed is None
-    }
+    axes = {0: "batch"} | {2 + i: "DHW"[i] for i, fixed in enumerate(rule.fixed) if fixed is None}
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter's deprecation notice, and its shape-inference and
         # "instance_norm with train=True" (InstanceNorm without running stats) notes.
@@ -149,17 +141,69 @@ def export_onnx(
         torch.onnx.export(
             model,
             (example_ncdhw,),
-            str(path),
+            buffer,
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
         )
-    proto = onnx.load(str(path), load_external_data=False)
-    if any(uses_external_data(t) for t in proto.graph.initializer):
-        raise ValueError(f"{path.name} keeps its weights in external files (over 2 GB)")
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _save(proto, path: Path) -> None:
+    """Check and write one self-contained ONNX file (weights embedded, under 2 GB)."""
+    import onnx
+
+    if proto.ByteSize() >= 2**31:
+        raise ValueError(f"{path.name} would exceed protobuf's 2 GB limit; weights must be inline")
     onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def export_onnx(
+    model: nn.Module,
+    example_ncdhw: torch.Tensor,
+    path: Path,
+    rule: SizeRule | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> None:
+    """Export ``model`` (its norms made exact) to one ONNX file with dynamic axes.
+
+    Args:
+        rule: the model's size rule; its fixed axes stay fixed (default: none fixed).
+
+    Raises:
+        ValueError: the file would not fit in one protobuf (2 GB).
+    """
+    proto = _onnx_proto(with_exact_norms(model), example_ncdhw, rule or SizeRule(), opset)
+    _save(proto, path)
+
+
+def export_onnx_fp16(
+    model: nn.Module,
+    example_ncdhw: torch.Tensor,
+    path: Path,
+    rule: SizeRule | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> None:
+    """Export ``model`` with its native norms, converted to float16 with float32 I/O.
+
+    Native norms (InstanceNormalization) rather than :func:`with_exact_norms`: the
+    exact form squares deviations, which can overflow in float16 on a GPU, while
+    onnxruntime runs InstanceNormalization's statistics in float32.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    proto = _onnx_proto(model, example_ncdhw, rule or SizeRule(), opset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "values truncated to fp16 range"
+        half = convert_float_to_float16(proto, keep_io_types=True)
+    # The converter appends the input Cast after its consumers; the ONNX spec (and
+    # onnx.checker) wants nodes in topological order.
+    OnnxModel.graph_topological_sort(half.graph, is_deterministic=True)
+    _save(half, path)
 
 
 def export_torchscript(model: nn.Module, example_ncdhw: torch.Tensor, path: Path) -> None:
@@ -169,17 +213,6 @@ def export_torchscript(model: nn.Module, example_ncdhw: torch.Tensor, path: Path
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model, (example_ncdhw,), check_trace=False)
     torch.jit.save(traced, str(path))
-
-
-def convert_onnx_fp16(src: Path, dst: Path) -> None:
-    """Write a float16 copy of the ONNX file ``src`` with float32 input and output."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "values truncated to fp16 range"
-        half = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    onnx.save(half, str(dst))
 
 
 def export_files(
@@ -261,7 +294,7 @@ def _write(
         export_onnx(model, example, path, rule, settings.opset)
         return onnx_forward(path)
     if key == "onnx-fp16":
-        convert_onnx_fp16(bundle_dir / f"{stem}{SUFFIXES['onnx']}", path)
+        export_onnx_fp16(model, example, path, rule, settings.opset)
         return onnx_forward(path)
     export_torchscript(model, example, path)
     return torchscript_forward(path)

@@ -123,7 +123,7 @@ def import_onnx(
     if not files:
         raise ValueError("no ONNX file given: pass one file per fold")
     preprocessing = Preprocessing(crop=crop, divisor=divisor)
-    check_output(out, force)
+    check_output(out, force, inputs=files)
     checked = [inspect_onnx(Path(p), regions, channels, outputs, preprocessing) for p in files]
     fields = BundleFields(labels, preprocessing, channels=channels)
     with staged_folder(out, force) as tmp:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,13 +20,17 @@ from export.errors import OutputExistsError
 log = logging.getLogger(__name__)
 
 
-def check_output(out: Path, force: bool = False) -> None:
-    """Refuse an ``out`` that is a file, or a non-empty folder without ``force``.
+def check_output(out: Path, force: bool = False, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an ``out`` that is a file, or a non-empty folder without ``force``, or that
+    is or holds one of ``inputs`` (``--force`` would delete it).
 
     Raises:
         OutputExistsError: naming the folder and the fix.
     """
     out = Path(out)
+    for path in inputs:
+        if out.resolve() == Path(path).resolve() or out.resolve() in Path(path).resolve().parents:
+            raise OutputExistsError(f"--out {out} holds the input {path}: choose another folder")
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file: choose a folder path")
     if out.is_dir() and any(out.iterdir()) and not force:

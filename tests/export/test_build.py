@@ -70,6 +70,7 @@ def test_fp16_file_has_half_weights_float32_io_and_recorded_parity(tiny_bundle):
     assert half.parity["tolerance"] == TOLERANCES["fp16"] == 1e-2
     assert 0 < half.parity["max_abs_diff"] <= 1e-2
     graph = onnx.load(str(tiny_bundle / half.path)).graph
+    assert "InstanceNormalization" in {n.op_type for n in graph.node}  # native norms
     weights = [t for t in graph.initializer if len(t.dims) == 5]
     assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
     for value in (*graph.input, *graph.output):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from export.staging import staged_folder
@@ -14,7 +16,7 @@ from submission.exit_codes import EXIT_INPUT, EXIT_USAGE
         ([], "missing --out"),
         (["--out", "B"], "pass one or more training RUN folders"),
         (["RUN", "--out", "B", "--format", "onnx,tflite"], "formats must be from onnx"),
-        (["RUN", "--out", "B", "--format", "torchscript", "--fp16"], "add onnx to --format"),
+        (["RUN", "--out", "B", "--format", ""], "formats must be from onnx"),
         (["RUN", "--out", "B", "--opset", "9"], "opset 9 is outside 13..20"),
         (["RUN", "--out", "B", "--regions", "WT"], "--regions apply to --onnx imports only"),
         (["RUN", "--info", "B"], "--info takes only the bundle folder"),
@@ -26,6 +28,14 @@ def test_usage_errors_exit_2_with_one_line(args, message, tmp_path, run_export):
     assert result.exit_code == EXIT_USAGE, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_the_output_may_not_hold_an_input(tiny_run, tmp_path, run_export):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    for out in (run, tmp_path):
+        result = run_export(run, "--out", out, "--force")
+        assert result.exit_code == EXIT_USAGE and "holds the input" in result.stderr
+    assert (run / "config.yaml").is_file()
 
 
 def test_unusable_inputs_exit_3(tmp_path, run_export):

@@ -7,11 +7,11 @@ import stat
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import LPS_SMALL, small_image, write_case, write_nifti
 
 from submission.brats import MODALITIES, modality_filename
 from submission.cases import InputError, discover_cases, load_case
 from submission.runner import OutputError, run_cases
+from tests.conftest import LPS_SMALL, small_image, write_case, write_nifti
 
 
 def test_2021_flat_single_case(case_factory):

@@ -10,11 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-from onnx_bundles import (
-    channel_bundle,
-    pointwise_member,
-    write_bundle,
-)
 from scipy.special import expit
 
 from submission import backends
@@ -25,6 +20,11 @@ from submission.engine import Engine, PredictOptions, RuntimeOptions
 from submission.postprocess import postprocess
 from submission.preprocess import Preprocessing, preprocess_case, uncrop
 from submission.windows import extract_window, paste_window, tumour_window_start
+from tests.submission.onnx_bundles import (
+    channel_bundle,
+    pointwise_member,
+    write_bundle,
+)
 
 CPU_ONNX = RuntimeOptions(backend="onnx", device="cpu")
 SCALE = 4.0

@@ -5,11 +5,11 @@ import zipfile
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import LPS_SMALL, SMALL_SHAPE, write_nifti
 
 from submission.nifti import grid_of, write_label_map
 from submission.package import package_predictions
 from submission.validate import validate_input, validate_output
+from tests.conftest import LPS_SMALL, SMALL_SHAPE, write_nifti
 
 IDS = ["BraTS2021_00001", "BraTS2021_00002"]
 
