@@ -19,6 +19,7 @@ The manifest says everything the runtime needs and nothing it must guess::
          "files": {"onnx": {"path": "seg/fold0.onnx", "sha256": "...", "precision": "fp32",
                             "parity": {"max_abs_diff": 3e-7, "tolerance": 1e-4,
                                        "input_shape": [1, 4, 80, 96, 64],
+                                       "export_shape": [1, 4, 64, 80, 48],
                                        "reference": "eager torch, fp32"} | null},
                    "onnx-fp16": {...}, "torchscript": {...}}}
       ],

@@ -20,7 +20,7 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +142,6 @@ class _Slot:
     member: Member
     model: backends.Model
     cpu_model: backends.Model | None = None
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:
