@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 BACKENDS = ("onnx", "openvino", "torchscript")
 DEVICES = ("cuda", "cpu")
 PRECISIONS = ("fp32", "fp16", "bf16")
+#: The Python package each backend imports.
+_PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino", "torchscript": "torch"}
 #: Messages of ONNX Runtime / CUDA / cuDNN allocation failures.
 _OOM_MARKERS = ("out of memory", "failed to allocate", "cudnn_status_alloc_failed", "bad_alloc")
 
@@ -63,7 +65,7 @@ class Model(Protocol):
 
 def installed(backend: str) -> bool:
     """Whether the Python package a backend needs is importable."""
-    module = {"onnx": "onnxruntime", "openvino": "openvino", "torchscript": "torch"}[backend]
+    module = _PACKAGES[backend]
     return importlib.util.find_spec(module) is not None
 
 
@@ -225,7 +227,7 @@ def open_model(
     if backend not in _CLASSES:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not installed(backend):
-        package = {"onnx": "onnxruntime", "openvino": "openvino", "torchscript": "torch"}[backend]
+        package = _PACKAGES[backend]
         raise BackendError(
             f"the {backend} backend needs the {package} package, which is not installed"
         )
