@@ -11,12 +11,30 @@ TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 comma := ,
 
-.PHONY: install test lint format demo clean help
+# The submission image (README "Submitting to BraTS").
+BUNDLE ?=
+IMAGE ?= bratskit:latest
+BACKEND ?= onnx
+BASE_IMAGE ?=
+OFFLINE_BASE ?= bratskit/base:bookworm
+SAVE ?= $(subst /,_,$(subst :,-,$(IMAGE))).tar.gz
+# Python of the image's base (3.11 in both the python:3.11 default and Debian bookworm), and
+# the manylinux tags its glibc (2.36) runs: pip does not infer older tags from newer ones.
+IMAGE_PYTHON ?= 3.11
+IMAGE_PLATFORMS ?= $(foreach v,2_5 2_12 2_17 2_27 2_28 2_34,manylinux_$(v)_x86_64) \
+	manylinux1_x86_64 manylinux2010_x86_64 manylinux2014_x86_64 linux_x86_64
+
+.PHONY: install test lint format demo clean help build run base-image wheelhouse save
 
 help:
-	@echo "make demo   run the pipeline end to end on synthetic and real cases"
-	@echo "make test   create the environment, lint, run every test"
-	@echo "make lint   ruff check and format check"
+	@echo "make demo        run the pipeline end to end on synthetic and real cases"
+	@echo "make test        create the environment, lint, run every test"
+	@echo "make lint        ruff check and format check"
+	@echo "make build BUNDLE=dir [IMAGE=name:tag] [BASE_IMAGE=image] [BACKEND=onnx]"
+	@echo "make run IN=dir OUT=dir [IMAGE=name:tag] [ARGS='--labels 2023']"
+	@echo "make base-image  bratskit/base:bookworm without a registry (debootstrap)"
+	@echo "make wheelhouse  the image's Python packages, for offline builds"
+	@echo "make save        the image as a tarball for docker load"
 
 $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,5 +60,27 @@ test: lint
 demo: install
 	BIN=$(BIN) bash scripts/demo.sh
 
+build:
+	BUNDLE="$(BUNDLE)" IMAGE="$(IMAGE)" BACKEND="$(BACKEND)" BASE_IMAGE="$(BASE_IMAGE)" \
+		bash docker/build.sh
+
+run:
+	IN="$(IN)" OUT="$(OUT)" IMAGE="$(IMAGE)" ARGS="$(ARGS)" bash docker/run.sh
+
+base-image:
+	bash docker/base-image.sh $(OFFLINE_BASE)
+
+# Wheels for the image's platform and Python, whatever the host's: `make build` then
+# installs from them with --network none.
+wheelhouse:
+	$(PYTHON) -m pip download -q --dest wheelhouse/$(BACKEND) --only-binary=:all: \
+		$(addprefix --platform ,$(IMAGE_PLATFORMS)) --python-version $(IMAGE_PYTHON) \
+		--implementation cp -r docker/requirements-$(BACKEND).txt
+	@echo "wheelhouse/$(BACKEND): $$(ls wheelhouse/$(BACKEND) | wc -l) wheels, $$(du -sh wheelhouse/$(BACKEND) | cut -f1)"
+
+save:
+	docker save $(IMAGE) | gzip -1 > $(SAVE)
+	@echo "wrote $(SAVE) ($$(du -h $(SAVE) | cut -f1)): docker load -i $(SAVE)"
+
 clean:
-	rm -rf $(VENV) demo .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) demo build .pytest_cache .ruff_cache *.egg-info

@@ -86,6 +86,21 @@ def cuda_available() -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1)
+def _preload_cuda_libraries(ort) -> None:
+    """Load CUDA and cuDNN from the ``nvidia-*`` pip packages (``onnxruntime-gpu[cuda,cudnn]``,
+    what the image installs) before the CUDA provider needs them; without this the provider
+    finds them only on ``LD_LIBRARY_PATH``. A no-op for onnxruntime builds without
+    ``preload_dlls`` (before 1.21) or where the libraries come from the system."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload(directory="")
+    except Exception as exc:  # the provider may still find system libraries
+        log.warning("could not preload CUDA/cuDNN from the nvidia packages: %s", exc)
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in _OOM_MARKERS)
 
@@ -108,6 +123,7 @@ class OrtModel:
                     "this onnxruntime has no CUDA execution provider: install onnxruntime-gpu, "
                     "or run with --device cpu"
                 )
+            _preload_cuda_libraries(ort)
             providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})]
         else:
             _register_shared_cpu_arena(ort)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,11 @@ class Manifest:
 
     def __post_init__(self) -> None:
         _check_manifest(self)
+
+    @property
+    def formats(self) -> set[str]:
+        """The file formats every member has (what a backend can run the whole bundle in)."""
+        return set.intersection(*(set(m.files) for m in self.members))
 
     def stage(self, name: str) -> tuple[Member, ...]:
         """Members of stage ``name`` in manifest order."""
@@ -326,6 +332,43 @@ def load_bundle(bundle_dir: Path, formats: tuple[str, ...] = FILE_FORMATS) -> Ma
     manifest = read_manifest(bundle_dir)
     verify_files(bundle_dir, manifest, formats)
     return manifest
+
+
+def copy_bundle(
+    bundle_dir: Path, out_dir: Path, formats: tuple[str, ...] = FILE_FORMATS
+) -> Manifest:
+    """Copy the files of ``formats`` (those a member has) and a manifest listing only them
+    into the new folder ``out_dir``, verifying every sha256 on both sides: what a runtime
+    image bakes in when it carries one backend.
+
+    Raises:
+        BundleError: an unknown format, a missing or altered file, a member left with none
+            of ``formats``, or ``out_dir`` already holding files.
+    """
+    unknown = sorted(set(formats) - set(FILE_FORMATS))
+    if unknown:
+        raise BundleError(f"unknown file format(s) {unknown}; choose from {FILE_FORMATS}")
+    manifest = load_bundle(bundle_dir, formats)
+    kept = []
+    for member in manifest.members:
+        files = {fmt: f for fmt, f in member.files.items() if fmt in formats}
+        if not files:
+            raise BundleError(
+                f"member {member.name} has no file of {', '.join(formats)} (it has "
+                f"{', '.join(member.files)}); export the bundle with that format"
+            )
+        kept.append(replace(member, files=files))
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise BundleError(f"{out_dir} is not empty; choose a new folder")
+    for member in kept:
+        for model_file in member.files.values():
+            target = out_dir / model_file.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(bundle_dir) / model_file.path, target)
+    subset = replace(manifest, members=tuple(kept))
+    write_manifest(out_dir, subset)
+    return load_bundle(out_dir, formats)
 
 
 def with_recommended(manifest: Manifest, **changes: Any) -> Manifest:

@@ -167,6 +167,54 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
     click.echo(f"wrote {zip_path} ({len(report.findings)} predictions)")
 
 
+@main.command(name="bundle")
+@click.argument("bundle_dir", metavar="BUNDLE", type=existing_dir)
+@click.option("--formats", help="Only these file formats, e.g. onnx,onnx-fp16 [all].")
+@click.option(
+    "--copy-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Copy the files of --formats and a manifest listing only them to this new folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead.")
+def bundle_command(
+    bundle_dir: Path, formats: str | None, copy_to: Path | None, as_json: bool
+) -> None:
+    """Verify a BUNDLE (manifest and every file's sha256) and describe it."""
+    import json
+
+    from submission.bundle import (
+        FILE_FORMATS,
+        MANIFEST,
+        BundleError,
+        copy_bundle,
+        describe,
+        load_bundle,
+        sha256_file,
+    )
+
+    chosen = tuple(f.strip() for f in formats.split(",")) if formats else FILE_FORMATS
+    try:
+        if copy_to is not None:
+            manifest, shown = copy_bundle(bundle_dir, copy_to, chosen), copy_to
+        else:
+            manifest, shown = load_bundle(bundle_dir, chosen), bundle_dir
+    except BundleError as exc:
+        _fail_input(exc)
+    if not as_json:
+        click.echo(describe(manifest, shown))
+        return
+    summary = {
+        "bundle": str(shown),
+        "manifest_sha256": sha256_file(Path(shown) / MANIFEST),
+        "label_scheme": manifest.label_scheme,
+        "members": len(manifest.members),
+        "formats": sorted(manifest.formats),
+        "bratskit_version": manifest.bratskit_version,
+        "recommended": manifest.to_dict()["recommended"],
+    }
+    click.echo(json.dumps(summary, indent=2))
+
+
 @main.command()
 @click.option("--input", "input_dir", required=True, type=existing_dir, help="Input cases.")
 @click.option(
@@ -195,13 +243,29 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
 )
 @click.option("--threads", type=click.IntRange(1), help="CPU threads [all cores].")
 @click.option("--sequential", is_flag=True, help="Do not overlap reading and writing with compute.")
-def predict(input_dir: Path, output_dir: Path, bundle: Path, **flags) -> None:
+@click.option(
+    "--parameters",
+    "parameters_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file of the options above (MLCube parameters_file); flags given here win.",
+)
+@click.pass_context
+def predict(
+    ctx: click.Context,
+    input_dir: Path,
+    output_dir: Path,
+    bundle: Path,
+    parameters_file: Path | None,
+    **flags,
+) -> None:
     """Segment every case of INPUT into OUTPUT with a bundle (the container's job)."""
     from submission.backends import BackendError
     from submission.bundle import BundleError
     from submission.engine import Engine, PredictOptions, RuntimeOptions
     from submission.runner import run_cases
 
+    if parameters_file is not None:
+        flags.update(_file_parameters(ctx, parameters_file, flags))
     runtime = RuntimeOptions(*(flags.pop(k) for k in ("backend", "device", "precision", "threads")))
     sequential = flags.pop("sequential")
     flags["max_memory_gb"] = flags.pop("max_memory")
@@ -229,6 +293,29 @@ def predict(input_dir: Path, output_dir: Path, bundle: Path, **flags) -> None:
     for case_id, problem in sorted(report.failed.items()):
         click.echo(f"FAILED {case_id}: {problem}", err=True)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+def _file_parameters(ctx: click.Context, path: Path, flags: dict) -> dict:
+    """The options of ``path`` that the command line left at their defaults, each checked
+    by its flag's type (a bad value is a usage error naming the file)."""
+    from submission.parameters import ParametersError, read_parameters
+
+    params = {p.name: p for p in ctx.command.params if p.name in flags}
+    try:
+        values = read_parameters(path, set(params))
+    except ParametersError as exc:
+        _fail_input(exc)
+    chosen = {}
+    for name, value in values.items():
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            continue
+        # YAML reads `labels: 2023` as a number: choices and ranges convert from text.
+        text = value if isinstance(value, bool) or value is None else str(value)
+        try:
+            chosen[name] = params[name].type_cast_value(ctx, text)
+        except click.BadParameter as exc:
+            raise click.BadParameter(f"{exc.message} (in {path})", ctx, params[name]) from None
+    return chosen
 
 
 def _unavailable(name: str, provider: str, summary: str) -> click.Command:

@@ -27,6 +27,7 @@ import numpy as np
 from scipy.special import expit
 
 from submission import backends
+from submission.backends import BackendError
 from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
 from submission.bundle import Manifest, Member, load_bundle, read_manifest
 from submission.ensemble import ENSEMBLE_METHODS, ensemble
@@ -156,23 +157,20 @@ class Engine:
         start = time.perf_counter()
         self.bundle_dir = Path(bundle_dir)
         runtime = runtime or RuntimeOptions()
-        manifest = read_manifest(self.bundle_dir)
-        formats = set.intersection(*(set(m.files) for m in manifest.members))
-        self.device = backends.resolve_device(runtime.device)
-        self.backend = backends.resolve_backend(runtime.backend, self.device, formats)
-        self.precision = backends.resolve_precision(
-            runtime.precision, self.device, self.backend, formats
-        )
-        self.file_format = backends.file_format(self.backend, self.precision)
-        self.manifest = load_bundle(self.bundle_dir, formats=(self.file_format,))
-        self.options = (options or PredictOptions()).resolve(self.manifest)
         self.runtime = runtime
+        device = backends.resolve_device(runtime.device)
+        try:
+            self._start(device)
+        except BackendError as exc:
+            # A GPU the driver reports but the runtime cannot use (driver older than the
+            # image's CUDA, missing libraries): with --device auto, run on the CPU instead.
+            if runtime.device != "auto" or device == "cpu":
+                raise
+            log.warning("cannot use the GPU (%s); running on the CPU instead", exc)
+            self._start("cpu")
+        self.options = (options or PredictOptions()).resolve(self.manifest)
         self.scheme = get_scheme(self.options.labels)
         self.channel_order = [MODALITIES.index(c) for c in self.manifest.channels]
-        self.slots = [
-            _Slot(m, self._open(m, self.backend, self.device, self.precision))
-            for m in self.manifest.members
-        ]
         log.info(
             "bundle %s: %d member(s) on %s with %s (%s) in %.1f s; ensemble %s, ET threshold "
             "%d, labels %s%s",
@@ -187,6 +185,22 @@ class Engine:
             self.options.labels,
             ", TTA" if self.options.tta else "",
         )
+
+    def _start(self, device: str) -> None:
+        """Choose backend and precision for ``device``, verify the files, open every member."""
+        manifest = read_manifest(self.bundle_dir)
+        formats = manifest.formats
+        self.device = device
+        self.backend = backends.resolve_backend(self.runtime.backend, device, formats)
+        self.precision = backends.resolve_precision(
+            self.runtime.precision, device, self.backend, formats
+        )
+        self.file_format = backends.file_format(self.backend, self.precision)
+        self.manifest = load_bundle(self.bundle_dir, formats=(self.file_format,))
+        self.slots = [
+            _Slot(m, self._open(m, self.backend, device, self.precision))
+            for m in self.manifest.members
+        ]
 
     def _open(self, member: Member, backend: str, device: str, precision: str):
         fmt = backends.file_format(backend, precision)
