@@ -26,9 +26,10 @@ RUN set -eu; \
     fi; \
     /opt/bratskit/venv/bin/pip install --no-cache-dir --disable-pip-version-check $from \
         -r /build/requirements.txt; \
-    /opt/bratskit/venv/bin/pip uninstall -q -y pip; \
+    /opt/bratskit/venv/bin/pip uninstall -q -y pip setuptools; \
     find /opt/bratskit/venv -path '*/nvidia/*' \( -name include -o -name '*.a' \) -prune \
-        -exec rm -rf {} +
+        -exec rm -rf {} +; \
+    chmod -R a+rX,go-w /opt/bratskit/venv
 COPY submission/ /opt/bratskit/app/submission/
 COPY build/image/bundle/ /build/bundle/
 # Verify every sha256 and keep only the files this backend runs.
@@ -37,12 +38,45 @@ RUN set -eu; \
     PYTHONPATH=/opt/bratskit/app /opt/bratskit/venv/bin/python -m submission bundle \
         /build/bundle --formats "$formats" --copy-to /opt/bratskit/bundle; \
     /opt/bratskit/venv/bin/python -m compileall -q /opt/bratskit/app; \
-    chmod -R a+rX,go-w /opt/bratskit
+    chmod -R a+rX,go-w /opt/bratskit/app /opt/bratskit/bundle
 
 # --- stage 2: the image ---------------------------------------------------------------
 FROM ${BASE_IMAGE}
-ARG BACKEND=onnx
+# Any uid must read everything and write nothing outside /tmp: files world-readable (set
+# in the first stage: a chmod here would copy every file into one more layer), no
+# world-writable folder but /tmp, and a default non-root user without a home. The largest
+# layer first, so that a new bundle or code change reuses the cached environment.
+COPY --from=runtime-env /opt/bratskit/venv/ /opt/bratskit/venv/
+RUN set -eu; \
+    for d in /var/tmp /run/lock /var/lock; do \
+        if [ -d "$d" ] && [ ! -L "$d" ]; then chmod 0755 "$d"; fi; \
+    done; \
+    chmod 1777 /tmp; \
+    mkdir -p /input /output; \
+    groupadd --gid 10001 bratskit; \
+    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
+        --shell /usr/sbin/nologin bratskit
+COPY --from=runtime-env /opt/bratskit/app/ /opt/bratskit/app/
+COPY --from=runtime-env /opt/bratskit/bundle/ /opt/bratskit/bundle/
+# Mode 0755 from the repository (git keeps the executable bit).
+COPY entrypoint.sh /opt/bratskit/entrypoint.sh
+
 ARG VERSION=0.0.0
+ENV PATH=/opt/bratskit/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONPATH=/opt/bratskit/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TMPDIR=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    BRATSKIT_BUNDLE=/opt/bratskit/bundle \
+    BRATSKIT_VERSION=${VERSION}
+USER 10001:10001
+WORKDIR /tmp
+ENTRYPOINT ["/opt/bratskit/entrypoint.sh"]
+
+# Last, so that labels that change with every build leave the layers above cached.
+ARG BACKEND=onnx
 ARG BUNDLE_SHA256=unknown
 ARG LABEL_SCHEME=2021
 ARG CREATED=unknown
@@ -56,32 +90,3 @@ LABEL org.opencontainers.image.title="bratskit BraTS submission" \
       org.bratskit.bundle.sha256="${BUNDLE_SHA256}" \
       org.bratskit.label-scheme="${LABEL_SCHEME}" \
       org.bratskit.backend="${BACKEND}"
-
-# Any uid must read everything and write nothing outside /tmp: files world-readable (set
-# in the first stage: a chmod here would copy every file into one more layer), no
-# world-writable folder but /tmp, and a default non-root user without a home.
-COPY --from=runtime-env /opt/bratskit/ /opt/bratskit/
-COPY entrypoint.sh /opt/bratskit/entrypoint.sh
-RUN set -eu; \
-    chmod 0755 /opt/bratskit/entrypoint.sh; \
-    for d in /var/tmp /run/lock /var/lock; do \
-        if [ -d "$d" ] && [ ! -L "$d" ]; then chmod 0755 "$d"; fi; \
-    done; \
-    chmod 1777 /tmp; \
-    mkdir -p /input /output; \
-    groupadd --gid 10001 bratskit; \
-    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
-        --shell /usr/sbin/nologin bratskit
-
-ENV PATH=/opt/bratskit/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    PYTHONPATH=/opt/bratskit/app \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    TMPDIR=/tmp \
-    XDG_CACHE_HOME=/tmp/.cache \
-    BRATSKIT_BUNDLE=/opt/bratskit/bundle \
-    BRATSKIT_VERSION=${VERSION}
-USER 10001:10001
-WORKDIR /tmp
-ENTRYPOINT ["/opt/bratskit/entrypoint.sh"]
