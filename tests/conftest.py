@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -67,3 +68,17 @@ def case_factory(tmp_path):
         return root
 
     return make
+
+
+def real_inputs(real_data, tmp_path):
+    """BraTS-GLI-00001-000 as a 2023 folder and TCGA-FG-6692 as a 2021 flat case."""
+    gli = tmp_path / "in-2023"
+    shutil.copytree(real_data / "BraTS-GLI-00001-000", gli / "BraTS-GLI-00001-000")
+    flat = tmp_path / "in-2021"
+    flat.mkdir()
+    for name in ("flair", "t1", "t1ce", "t2"):
+        shutil.copy(
+            real_data / "TCGA-FG-6692" / "images" / f"{name}.nii.gz",
+            flat / f"TCGA-FG-6692_{name}.nii.gz",
+        )
+    return gli, flat

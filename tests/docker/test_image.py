@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from submission.brats import MODALITIES, modality_filename
 from submission.validate import validate_output
-from tests.conftest import write_nifti
+from tests.conftest import real_inputs, write_nifti
 from tests.docker.conftest import RUN_USER, logs, output_folder, run_image
 
 pytestmark = pytest.mark.docker
@@ -64,14 +63,7 @@ def test_every_input_layout_gives_one_valid_file_per_case(
 def test_real_cases_in_both_label_schemes(image, real_data, tmp_path):
     """BraTS-GLI-00001-000 as a 2023 case with --labels 2023, and TCGA-FG-6692 arranged as
     a 2021 flat case with the bundle's 2021 scheme."""
-    gli = tmp_path / "gli"
-    shutil.copytree(real_data / "BraTS-GLI-00001-000", gli / "BraTS-GLI-00001-000")
-    tcga = tmp_path / "tcga"
-    tcga.mkdir()
-    for m in ("flair", "t1", "t1ce", "t2"):
-        shutil.copy(
-            real_data / "TCGA-FG-6692" / "images" / f"{m}.nii.gz", tcga / f"TCGA-FG-6692_{m}.nii.gz"
-        )
+    gli, tcga = real_inputs(real_data, tmp_path)
     for inp, case_id, args, scheme in (
         (gli, "BraTS-GLI-00001-000", ["--labels", "2023"], "2023"),
         (tcga, "TCGA-FG-6692", [], "2021"),

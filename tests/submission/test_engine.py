@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ from submission.engine import Engine, PredictOptions, RuntimeOptions
 from submission.postprocess import postprocess
 from submission.preprocess import Preprocessing, preprocess_case, uncrop
 from submission.windows import extract_window, paste_window, tumour_window_start
+from tests.conftest import real_inputs
 from tests.submission.onnx_bundles import (
     channel_bundle,
     pointwise_member,
@@ -267,20 +267,6 @@ def test_predict_cli_usage_errors(case_factory, tmp_path, args, code, message):
     )
     assert result.returncode == code and message in result.stderr
     assert not any(out.iterdir())
-
-
-def real_inputs(real_data, tmp_path):
-    """BraTS-GLI-00001-000 as a 2023 folder and TCGA-FG-6692 as a 2021 flat case."""
-    gli = tmp_path / "in-2023"
-    shutil.copytree(real_data / "BraTS-GLI-00001-000", gli / "BraTS-GLI-00001-000")
-    flat = tmp_path / "in-2021"
-    flat.mkdir()
-    for name in ("flair", "t1", "t1ce", "t2"):
-        shutil.copy(
-            real_data / "TCGA-FG-6692" / "images" / f"{name}.nii.gz",
-            flat / f"TCGA-FG-6692_{name}.nii.gz",
-        )
-    return gli, flat
 
 
 def test_real_cases_give_outputs_that_validate(real_data, tmp_path):
