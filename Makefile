@@ -24,10 +24,11 @@ IMAGE_PYTHON ?= 3.11
 IMAGE_PLATFORMS ?= $(foreach v,2_5 2_12 2_17 2_27 2_28 2_34,manylinux_$(v)_x86_64) \
 	manylinux1_x86_64 manylinux2010_x86_64 manylinux2014_x86_64 linux_x86_64
 
-.PHONY: install test lint format demo clean help build run base-image wheelhouse save
+.PHONY: install test lint format demo demo-docker clean help build run base-image wheelhouse save
 
 help:
-	@echo "make demo        run the pipeline end to end on synthetic and real cases"
+	@echo "make demo        synth, train 5 folds, export, tune, predict, evaluate, pictures (~15 min)"
+	@echo "make demo-docker the same, predicting through the built image"
 	@echo "make test        create the environment, lint, run every test"
 	@echo "make lint        ruff check and format check"
 	@echo "make build BUNDLE=dir [IMAGE=name:tag] [BASE_IMAGE=image] [BACKEND=onnx]"
@@ -59,6 +60,11 @@ test: lint
 
 demo: install
 	BIN=$(BIN) bash scripts/demo.sh
+
+# The same, predicting through the built image (needs Docker; offline: BASE_IMAGE=bratskit/base:bookworm
+# after make base-image and make wheelhouse).
+demo-docker: install
+	BIN=$(BIN) DEMO_PREDICT=docker IMAGE=bratskit:demo BASE_IMAGE="$(BASE_IMAGE)" bash scripts/demo.sh
 
 build:
 	BUNDLE="$(BUNDLE)" IMAGE="$(IMAGE)" BACKEND="$(BACKEND)" BASE_IMAGE="$(BASE_IMAGE)" \

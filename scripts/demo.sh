@@ -1,34 +1,81 @@
 #!/usr/bin/env bash
-# `make demo`: what the toolkit does today, end to end, on an embedded default.
-# Grows with the pipeline (train, export, predict through entrypoint.sh).
+# `make demo`: the main job end to end on an embedded default, on a CPU in about 15 min:
+# synthesise BraTS-like cases, train the `tiny` recipe for 5 folds, export the bundle, tune
+# its defaults out of fold, predict held-out cases through the container's entrypoint.sh
+# (or, with DEMO_PREDICT=docker, through the built image, as `make demo-docker` does),
+# evaluate with the 2021 metrics, print the tables and draw pictures.
+#
+# env: BIN (.venv/bin), DEMO (demo), TRAIN_CASES (20), HELD_OUT (10), EPOCHS (recipe's),
+#      DEMO_PREDICT (entrypoint | docker), IMAGE, BASE_IMAGE (for docker)
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 DEMO=${DEMO:-demo}
-REAL=${REAL:-../shared/data/real}
+TRAIN_CASES=${TRAIN_CASES:-20}
+HELD_OUT=${HELD_OUT:-10}
+DEMO_PREDICT=${DEMO_PREDICT:-entrypoint}
+IMAGE=${IMAGE:-bratskit:demo}
+SHAPE=(96 96 64)
+export PATH="$PWD/$BIN:$PATH" # entrypoint.sh runs `python -m submission`
+start=$SECONDS
+step() { printf '\n== [%2d:%02d] %s\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$*"; }
+
 rm -rf "$DEMO" && mkdir -p "$DEMO"
 
-echo "== 1. synthesise BraTS-like cases (2021 and 2023 layouts)"
-"$BIN/bratskit" synth "$DEMO/synth-2021" --cases 3 --layout 2021 --seed 1
-"$BIN/bratskit" synth "$DEMO/synth-2023" --cases 3 --layout 2023 --seed 2
+step "1/8 synthesise $TRAIN_CASES training and $HELD_OUT held-out cases (2021 layout, ${SHAPE[*]})"
+bratskit synth "$DEMO/train" --cases "$TRAIN_CASES" --seed 1 --shape "${SHAPE[@]}" 2>/dev/null
+bratskit synth "$DEMO/held-out" --cases "$HELD_OUT" --seed 1 --first "$TRAIN_CASES" \
+    --shape "${SHAPE[@]}" 2>/dev/null
+bratskit validate "$DEMO/train" | tail -1
 
-echo "== 2. validate them by the challenge rules"
-"$BIN/bratskit" validate "$DEMO/synth-2021"
-"$BIN/bratskit" validate "$DEMO/synth-2023"
+step "2/8 train the tiny recipe, 5 folds (bratskit train)"
+bratskit train --data "$DEMO/train" --config tiny --out "$DEMO/run" ${EPOCHS:+--epochs "$EPOCHS"}
 
-if [ -d "$REAL/TCGA-FG-6692" ]; then
-  echo "== 3. evaluate real label maps: five BraTS 2020 methods on TCGA-FG-6692,"
-  echo "      each scored against the majority-vote fusion of all five"
-  mkdir -p "$DEMO/pred" "$DEMO/ref"
-  for seg in "$REAL"/TCGA-FG-6692/segmentations/*.nii.gz; do
-    method=$(basename "$seg" .nii.gz)
-    cp "$seg" "$DEMO/pred/TCGA-FG-6692-$method.nii.gz"
-    cp "$REAL/TCGA-FG-6692/fusions/mav.nii.gz" "$DEMO/ref/TCGA-FG-6692-${method}_seg.nii.gz"
-  done
-  "$BIN/bratskit" evaluate --pred "$DEMO/pred" --ref "$DEMO/ref" --scheme 2021 \
-    --csv "$DEMO/eval-2021.csv" --json "$DEMO/eval-2021.json"
-  "$BIN/bratskit" evaluate --pred "$DEMO/pred" --ref "$DEMO/ref" --scheme 2025 --labels 2021 \
-    --json "$DEMO/eval-2025.json"
-else
-  echo "== 3. skipped: $REAL not found (real label maps for the evaluation demo)"
+step "3/8 export the 5 folds to an ONNX bundle, each checked against its eager model"
+bratskit export "$DEMO/run" --out "$DEMO/bundle" --format onnx
+
+step "4/8 tune the ensemble and ET threshold on out-of-fold predictions (bratskit tune)"
+bratskit tune "$DEMO/bundle" --data "$DEMO/train" --run "$DEMO/run" --json "$DEMO/tune.json" \
+    | sed -n '1,12p;/^best:/,$p'
+tuned=$(python -c "import json; b = json.load(open('$DEMO/tune.json'))['best']; \
+print(f\"{b['ensemble']},{b['et_threshold']}\")")
+
+step "5/8 predict the held-out cases with each ensemble through the container's entrypoint"
+predict() { # ensemble, output folder
+    if [[ "$DEMO_PREDICT" == docker ]]; then
+        mkdir -p "$2" && chmod 777 "$2"
+        docker run --rm --network none --user 4242:4242 --memory 16g --shm-size 4g \
+            -v "$PWD/$DEMO/held-out":/mlcube_io0:ro -v "$PWD/$2":/mlcube_io2 "$IMAGE" \
+            infer --data_path /mlcube_io0 --output_path /mlcube_io2 \
+            --ensemble "$1" --et-threshold 0
+    else
+        BRATSKIT_BUNDLE="$DEMO/bundle" ./entrypoint.sh infer --data_path "$DEMO/held-out" \
+            --output_path "$2" --ensemble "$1" --et-threshold 0
+    fi
+}
+if [[ "$DEMO_PREDICT" == docker ]]; then
+    make build BUNDLE="$DEMO/bundle" IMAGE="$IMAGE" ${BASE_IMAGE:+BASE_IMAGE="$BASE_IMAGE"}
 fi
-echo "== demo finished; files under $DEMO/"
+for method in mean vote confidence; do
+    predict "$method" "$DEMO/pred/$method" 2>&1 | grep -E "entrypoint|cases written|FAILED"
+done
+bratskit validate "$DEMO/held-out" --output "$DEMO/pred/mean" | tail -1
+
+step "6/8 evaluate (2021 metrics): three ensembles side by side, ET thresholds 0/100/400/600"
+python scripts/demo_report.py --pred "$DEMO/pred" --ref "$DEMO/held-out" \
+    --out "$DEMO/report" --tuned "$tuned"
+
+step "7/8 the tuned defaults ($tuned) in detail: Markdown summary and box plot"
+method=${tuned%,*}
+threshold=${tuned#*,}
+chosen="$DEMO/pred/$method"
+[[ "$threshold" == 0 ]] || chosen="$DEMO/pred/$method-et$threshold"
+bratskit evaluate --pred "$chosen" --ref "$DEMO/held-out" --report "$DEMO/report/tuned"
+
+step "8/8 pictures: prediction next to reference for three held-out cases"
+mkdir -p "$DEMO/pictures"
+for case in $(ls "$DEMO/held-out" | head -3); do
+    bratskit view "$DEMO/held-out/$case" --seg "$chosen/$case.nii.gz" \
+        --png "$DEMO/pictures/$case.png"
+done
+
+step "done: demo/report/ensembles.txt, demo/report/tuned/ (evaluation.md, boxplot.png), demo/pictures/"

@@ -27,6 +27,7 @@ from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAIL
 from submission.postprocess import ET_REPLACEMENTS
 from submission.runner import OutputError
 from submission.validate import Report
+from submission.view import view_command  # matplotlib only when it draws
 
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
 # Folders are not checked by click: a missing one is an unusable folder (exit 3), with the
@@ -68,12 +69,23 @@ def main(verbose: bool) -> None:
 @click.option(
     "--shape", nargs=3, type=click.IntRange(16), default=(240, 240, 155), show_default=True
 )
-def synth(out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, int]) -> None:
+@click.option(
+    "--first",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Number the cases from here (a held-out set beside a training set).",
+)
+def synth(
+    out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, int], first: int
+) -> None:
     """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg) to OUT."""
     from submission.synth import write_synthetic_dataset
 
     # Per-case progress arrives through logging.
-    ids = write_synthetic_dataset(out, cases=cases, layout=layout, seed=seed, shape=tuple(shape))
+    ids = write_synthetic_dataset(
+        out, cases=cases, layout=layout, seed=seed, shape=tuple(shape), first=first
+    )
     click.echo(f"wrote {len(ids)} {layout} cases to {out}")
 
 
@@ -118,6 +130,24 @@ def validate(input_dir: Path, output: Path | None, labels: str) -> None:
 )
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Markdown summary: statistics per region, Dice and HD95 per case.",
+)
+@click.option(
+    "--boxplot",
+    "boxplot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG box plot of Dice and HD95 per region (needs matplotlib).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write evaluation.md, boxplot.png, cases.csv and summary.json to this folder.",
+)
 def evaluate(
     pred: Path,
     ref: Path,
@@ -126,9 +156,13 @@ def evaluate(
     cohort: str,
     csv_path: Path | None,
     json_path: Path | None,
+    markdown_path: Path | None,
+    boxplot_path: Path | None,
+    report_dir: Path | None,
 ) -> None:
     """Score predictions against references as the organisers do."""
     from submission.evaluation import evaluate_folders
+    from submission.evaluation.plots import write_boxplot
 
     try:
         result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort)
@@ -137,10 +171,37 @@ def evaluate(
     click.echo(result.format_table())
     for case_id in result.missing:
         click.echo(f"missing prediction: {case_id} (scored as the organisers do)")
-    if csv_path:
-        result.to_csv(csv_path)
-    if json_path:
-        result.to_json(json_path)
+
+    def write_markdown(path: Path) -> None:
+        path.write_text(result.to_markdown(), encoding="utf-8")
+
+    tables = [(csv_path, result.to_csv), (json_path, result.to_json)]
+    tables.append((markdown_path, write_markdown))
+    plots = [boxplot_path]
+    if report_dir is not None:
+        tables += [
+            (report_dir / "cases.csv", result.to_csv),
+            (report_dir / "summary.json", result.to_json),
+            (report_dir / "evaluation.md", write_markdown),
+        ]
+        plots.append(report_dir / "boxplot.png")
+    # Tables before plots: without matplotlib the other outputs are still written.
+    try:
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        for path, write in tables:
+            if path is not None:
+                write(path)
+        for path in plots:
+            if path is not None:
+                write_boxplot(result, path)
+    except ImportError as exc:
+        click.echo(f"error: {exc} (the other outputs were written)", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    except (OSError, ValueError) as exc:
+        _fail_input(exc)
+    if report_dir is not None:
+        click.echo(f"wrote report to {report_dir}")
 
 
 @main.command()
@@ -295,6 +356,97 @@ def predict(
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+@main.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=existing_dir)
+@click.option(
+    "--data", "data_dir", required=True, type=existing_dir, help="Cases with reference labels."
+)
+@click.option("--run", "run_dir", type=existing_dir, help="Training run: out-of-fold scores.")
+@click.option(
+    "--splits",
+    "splits_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A splits.json instead of --run.",
+)
+@click.option("--et-thresholds", help="ET minimum volumes to try [0,50,100,...,1000].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print the scores; leave the bundle unchanged.")
+@click.option(
+    "--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True
+)
+@click.option("--device", type=click.Choice(["auto", *DEVICES]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1), help="CPU threads [all cores].")
+def tune(
+    bundle_dir: Path,
+    data_dir: Path,
+    run_dir: Path | None,
+    splits_path: Path | None,
+    et_thresholds: str | None,
+    json_path: Path | None,
+    dry_run: bool,
+    backend: str,
+    device: str,
+    threads: int | None,
+) -> None:
+    """Choose BUNDLE's ensemble, top-k and ET threshold on labelled cases and store them.
+
+    With --run (or --splits) the cases are the run's training cases, each predicted only
+    by the members of the fold that held it out; without, --data must be cases no member
+    trained on.
+    """
+    from submission.backends import BackendError
+    from submission.bundle import BundleError, with_recommended, write_manifest
+    from submission.engine import Engine, RuntimeOptions
+    from submission.tuning import ET_THRESHOLDS, TuningError, read_splits, score_candidates
+
+    if run_dir is not None and splits_path is not None:
+        raise click.UsageError("give --run or --splits, not both")
+    if run_dir is not None:
+        splits_path = run_dir / "splits.json"
+    try:
+        thresholds = (
+            ET_THRESHOLDS
+            if et_thresholds is None
+            else tuple(int(t) for t in et_thresholds.split(","))
+        )
+    except ValueError:
+        raise click.BadParameter(
+            "comma-separated voxel counts", param_hint="--et-thresholds"
+        ) from None
+    try:
+        splits = None if splits_path is None else read_splits(splits_path)
+        engine = Engine(bundle_dir, runtime=RuntimeOptions(backend, device, "fp32", threads))
+        result = score_candidates(engine, data_dir, splits, thresholds)
+    except (BundleError, TuningError, InputError, OSError, KeyError) as exc:
+        _fail_input(exc)
+    except BackendError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    click.echo(f"== {result.mode}: {len(result.cases)} cases, mean Dice of WT, TC and ET")
+    click.echo(result.table())
+    best, current = result.best, result.current
+    gain = result.score(best) - result.score(current)
+    click.echo(
+        f"best: {best} (mean Dice {result.score(best):.4f}); current defaults: {current} "
+        f"({result.score(current):.4f}); improvement {gain:+.4f}"
+    )
+    if json_path is not None:
+        result.to_json(json_path)
+    if best == current:
+        click.echo("the bundle's defaults are already the best: unchanged")
+    elif dry_run:
+        click.echo("--dry-run: bundle unchanged")
+    else:
+        manifest = with_recommended(
+            engine.manifest,
+            ensemble=best.ensemble,
+            top_k=best.top_k,
+            et_threshold=best.et_threshold,
+        )
+        write_manifest(bundle_dir, manifest)
+        click.echo(f"wrote the new defaults into {bundle_dir / 'manifest.json'}")
+
+
 def _file_parameters(ctx: click.Context, path: Path, flags: dict) -> dict:
     """The options of ``path`` that the command line left at their defaults, each checked
     by its flag's type (a bad value is a usage error naming the file)."""
@@ -352,6 +504,4 @@ _add_optional_command(
 _add_optional_command(
     "export.cli", "export", "the export/ package (ONNX/TorchScript bundles)", "export runs"
 )
-main.add_command(
-    _unavailable("view", "the viewer of submission/", "picture of a case with labels overlaid")
-)
+main.add_command(view_command, name="view")

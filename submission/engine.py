@@ -20,6 +20,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -219,31 +220,50 @@ class Engine:
         """Labels of one prepared case on its original grid, with stage timings."""
         warnings: list[str] = []
         timings = {"preprocess": prepared.seconds}
+        probs = self.member_probabilities(prepared, warnings, timings)
+        tick = time.perf_counter()
+        regions = self.ensemble(probs, self.options)
+        timings["ensemble"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        labels_dhw = self.labels(regions, prepared.crop, self.options)
+        et_voxels = int(np.count_nonzero(labels_dhw == self.scheme.labels["ET"]))
+        timings["postprocess"] = time.perf_counter() - tick
+        return CaseOutput(labels_dhw, timings, warnings, et_voxels)
+
+    def member_probabilities(
+        self,
+        prepared: Prepared,
+        warnings: list[str],
+        timings: dict[str, float] | None = None,
+        keep: Callable[[Member], bool] = lambda member: True,
+    ) -> dict[str, list[np.ndarray]]:
+        """Each segmentation member's float32 probabilities (d, h, w) on the cropped case,
+        per region, in manifest order, after stage-1 localisation; only the members (of
+        both stages) that ``keep`` accepts run (``bratskit tune``'s out-of-fold mode)."""
+        timings = {} if timings is None else timings
         image = prepared.image_cdhw
         tick = time.perf_counter()
-        window = self._localise(image, warnings)
+        window = self._localise(image, warnings, keep)
         timings["localise"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        probs = {r: [] for r in TUMOUR_REGIONS}
+        probs: dict[str, list[np.ndarray]] = {r: [] for r in TUMOUR_REGIONS}
         stage_image = image if window is None else extract_window(image, window, self._size)
-        for slot in self._slots("segmentation"):
+        for slot in self._slots("segmentation", keep):
             member_probs = self._predict(slot, stage_image, warnings)
             if window is not None:
                 member_probs = paste_window(member_probs, window, image.shape[1:])
             for region, p in zip(slot.member.regions, member_probs):
                 probs[region].append(p)
         timings["members"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        regions = self._ensemble(probs)
-        timings["ensemble"] = time.perf_counter() - tick
-        tick = time.perf_counter()
+        return probs
+
+    def labels(self, regions_rdhw: np.ndarray, crop: CropInfo, options: PredictOptions):
+        """uint8 labels on the case's grid from ensembled region masks: ET threshold, the
+        label scheme of ``options``, uncropped."""
         labels = postprocess(
-            regions, self.scheme, self.options.et_threshold, self.options.et_replace
+            regions_rdhw, get_scheme(options.labels), options.et_threshold, options.et_replace
         )
-        labels_dhw = uncrop(labels, prepared.crop, fill=0).astype(np.uint8)
-        et_voxels = int(np.count_nonzero(labels_dhw == self.scheme.labels["ET"]))
-        timings["postprocess"] = time.perf_counter() - tick
-        return CaseOutput(labels_dhw, timings, warnings, et_voxels)
+        return uncrop(labels, crop, fill=0).astype(np.uint8)
 
     @functools.cached_property
     def _preprocessing(self):
@@ -257,12 +277,14 @@ class Engine:
     def _size(self) -> tuple[int, int, int]:
         return self.manifest.localization
 
-    def _slots(self, stage: str) -> list[_Slot]:
-        return [s for s in self.slots if s.member.stage == stage]
+    def _slots(self, stage: str, keep: Callable[[Member], bool] = lambda m: True) -> list[_Slot]:
+        return [s for s in self.slots if s.member.stage == stage and keep(s.member)]
 
-    def _localise(self, image: np.ndarray, warnings: list[str]) -> tuple[int, int, int] | None:
+    def _localise(
+        self, image: np.ndarray, warnings: list[str], keep: Callable[[Member], bool]
+    ) -> tuple[int, int, int] | None:
         """Start of the stage-2 window (paper 002, 2.3), or None without a localisation stage."""
-        stage1 = self._slots("localization")
+        stage1 = self._slots("localization", keep)
         if not stage1:
             return None
         wt = [self._predict(slot, image, warnings)[0] for slot in stage1]
@@ -272,17 +294,16 @@ class Engine:
             log.warning("localisation: %s", warnings[-1])
         return tumour_window_start(mask, self._size)
 
-    def _ensemble(self, probs: dict[str, list[np.ndarray]]) -> np.ndarray:
-        """Region masks (R, d, h, w) in the label scheme's region order."""
+    def ensemble(self, probs: dict[str, list[np.ndarray]], options: PredictOptions) -> np.ndarray:
+        """Region masks (R, d, h, w) in the region order of ``options``' label scheme."""
+        scheme = get_scheme(options.labels)
         shape = next(iter(probs.values()))[0].shape
-        out = np.zeros((len(self.scheme.region_names), *shape), dtype=bool)
-        for i, region in enumerate(self.scheme.region_names):
+        out = np.zeros((len(scheme.region_names), *shape), dtype=bool)
+        for i, region in enumerate(scheme.region_names):
             if region not in probs:  # e.g. the resection cavity, which no model predicts
                 continue
             stacked = np.stack(probs[region])[:, None]
-            out[i] = ensemble(
-                stacked, self.options.ensemble, self.options.threshold, self.options.top_k
-            )[0]
+            out[i] = ensemble(stacked, options.ensemble, options.threshold, options.top_k)[0]
         return out
 
     # -- one member, with its fallbacks ------------------------------------------------

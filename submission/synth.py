@@ -237,6 +237,7 @@ def write_synthetic_dataset(
     seed: int = 0,
     shape: tuple[int, int, int] = BRATS_SHAPE,
     progress: Callable[[str], None] | None = None,
+    first: int = 0,
 ) -> list[str]:
     """Write ``cases`` synthetic cases, one folder ``<out_dir>/<case id>/`` each.
 
@@ -246,22 +247,26 @@ def write_synthetic_dataset(
 
     Args:
         out_dir: dataset folder (created if missing).
-        cases: number of cases, ids numbered from 0.
+        cases: number of cases, ids numbered from ``first``.
         layout: ``2021`` (``BraTS2021_00000``) or ``2023`` (``BraTS-GLI-00000-000``).
         seed: non-negative seed; case ``i`` depends only on ``(seed, i)``.
         shape: spatial shape, each side at least :data:`MIN_SIDE`.
         progress: called with one line per written case (id, count and seconds).
+        first: index of the first case: ``first=20`` after a 20-case training set gives
+            held-out cases with new ids and new contents.
 
     Returns:
         The case ids in order.
     """
     _check_layout(layout)
     shape = _checked_shape(shape)
-    if cases < 0 or seed < 0:
-        raise ValueError(f"cases and seed must be non-negative, got cases={cases}, seed={seed}")
+    if cases < 0 or seed < 0 or first < 0:
+        raise ValueError(
+            f"cases, seed and first must be non-negative, got {cases}, {seed}, {first}"
+        )
     out_dir = Path(out_dir)
     ids = []
-    for index in range(cases):
+    for n, index in enumerate(range(first, first + cases), 1):
         start = time.perf_counter()
         case = case_id(index, layout)
         rng = np.random.default_rng([seed, index])
@@ -269,7 +274,7 @@ def write_synthetic_dataset(
         seg_dhw = regions_to_labels(regions_rdhw, layout)
         write_case(out_dir / case, case, image_cdhw, seg_dhw, layout)
         ids.append(case)
-        line = f"{case} ({index + 1}/{cases}) written in {time.perf_counter() - start:.1f} s"
+        line = f"{case} ({n}/{cases}) written in {time.perf_counter() - start:.1f} s"
         logger.info(line)
         if progress is not None:
             progress(line)

@@ -79,11 +79,16 @@ def test_missing_folders_exit_3_naming_the_folder(args, case_factory, tmp_path):
     assert f"{tmp_path}/nope" in result.stderr and "does not exist" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["view"])
-def test_commands_not_built_yet_say_who_provides_them(command):
-    result = bratskit(command, "--data", "x")
+@pytest.mark.parametrize(("command", "module"), [("train", "train.cli"), ("export", "export.cli")])
+def test_commands_of_missing_packages_say_who_provides_them(command, module):
+    """The runtime image has no train/ or export/: their commands exit 4 and say why."""
+    blocked = (
+        f"import sys; sys.modules[{module!r}] = None; "
+        f"from submission.cli import main; main([{command!r}, 'x'], prog_name='bratskit')"
+    )
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
     assert result.returncode == 4
-    assert f"bratskit {command} is provided by" in result.stderr
+    assert f"bratskit {command} is provided by the {command}/ package" in result.stderr
 
 
 def test_console_script_is_installed():

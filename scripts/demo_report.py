@@ -1,0 +1,86 @@
+"""The demo's results table: held-out Dice and HD95 per region (2021 metrics, the
+organisers' CaPTk definitions) for the three ensemble methods side by side, each at the ET
+minimum volumes 0, 100, 400 and 600 voxels (paper 002, Table 1).
+
+Each ensemble's predictions come from one ``entrypoint.sh`` run with ``--et-threshold 0``;
+the thresholded variants apply :func:`submission.postprocess.apply_et_threshold` (the
+runtime's own step, on regions read back from the written labels: the same result as
+predicting with ``--et-threshold T``, since the written labels hold the nested regions) and
+are written next to them, then every folder is scored with the organisers' 2021 metrics.
+
+    python scripts/demo_report.py --pred demo/pred --ref demo/held-out --out demo/report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from submission.brats import get_scheme, labels_to_regions, regions_to_labels
+from submission.ensemble import ENSEMBLE_METHODS
+from submission.evaluation import evaluate_folders
+from submission.nifti import read_label_map, write_label_map
+from submission.postprocess import apply_et_threshold
+
+ET_THRESHOLDS = (0, 100, 400, 600)
+STATS = ("mean", "std", "median", "q25", "q75")
+
+
+def thresholded(src: Path, dst: Path, min_voxels: int, scheme: str = "2021") -> Path:
+    """Copy of the label maps of ``src`` with the ET minimum volume applied."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.glob("*.nii.gz")):
+        seg, grid = read_label_map(path)
+        regions = apply_et_threshold(labels_to_regions(seg, scheme), get_scheme(scheme), min_voxels)
+        write_label_map(regions_to_labels(regions, scheme), grid, dst / path.name)
+    return dst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pred", type=Path, required=True, help="pred/<ensemble>/ folders")
+    parser.add_argument("--ref", type=Path, required=True, help="held-out cases with _seg")
+    parser.add_argument("--out", type=Path, required=True, help="tables written here")
+    parser.add_argument("--tuned", help="the bundle's defaults, e.g. 'confidence,600'")
+    opts = parser.parse_args()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for method in ENSEMBLE_METHODS:
+        for t in ET_THRESHOLDS:
+            folder = opts.pred / method
+            if t:
+                folder = thresholded(folder, opts.pred / f"{method}-et{t}", t)
+            results[(method, t)] = evaluate_folders(folder, opts.ref, "2021").summary()
+    tuned = tuple(opts.tuned.split(",")) if opts.tuned else None
+    lines = [
+        "Held-out cases, 2021 metrics (CaPTk), per region: mean +- std, median [q25, q75]",
+        "",
+        f"{'region':<6} {'ET thr':>6} | " + " | ".join(f"{m:^30}" for m in ENSEMBLE_METHODS),
+    ]
+    for metric, fmt in (("dice", "{:.3f}"), ("hd95", "{:.1f}")):
+        lines.append(f"-- {metric.upper()}")
+        for region in ("WT", "TC", "ET"):
+            for t in ET_THRESHOLDS:
+                cells = []
+                for m in ENSEMBLE_METHODS:
+                    s = results[(m, t)][region][metric]
+                    mean, std, median, q25, q75 = (fmt.format(s[k]) for k in STATS)
+                    cell = f"{mean}+-{std} {median} [{q25}, {q75}]"
+                    star = "*" if tuned == (m, str(t)) else " "
+                    cells.append(f"{cell:>29}{star}")
+                lines.append(f"{region:<6} {t:>6} | " + " | ".join(cells))
+    if tuned:
+        lines.append("* the bundle's defaults after bratskit tune")
+    table = "\n".join(lines)
+    print(table)
+    (opts.out / "ensembles.txt").write_text(table + "\n")
+    flat = {
+        f"{m}/et{t}": {r: {k: v for k, v in s.items()} for r, s in summary.items()}
+        for (m, t), summary in results.items()
+    }
+    (opts.out / "ensembles.json").write_text(json.dumps(flat, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
