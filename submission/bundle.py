@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -106,14 +107,39 @@ class Member:
 
 @dataclass(frozen=True)
 class Recommended:
-    """Ensemble and post-processing defaults; ``bratskit predict`` flags override them."""
+    """Ensemble and post-processing defaults; ``bratskit predict`` flags override them.
+
+    ``threshold`` is one probability for every region or one per region
+    (``{"WT": 0.35, "TC": 0.5, "ET": 0.5}``, what ``bratskit tune`` may choose).
+    """
 
     ensemble: str = "mean"
     top_k: int | None = None
     et_threshold: int = 0
     et_replace: str = "necrosis"
-    threshold: float = 0.5
+    threshold: float | dict[str, float] = 0.5
     overlap: float = 0.5
+
+
+def region_thresholds(threshold: float | Mapping[str, float]) -> dict[str, float]:
+    """The probability threshold of each of WT, TC and ET: a number applies to all three.
+
+    Raises:
+        ValueError: a mapping without exactly WT, TC and ET, or a value outside [0, 1).
+    """
+    if isinstance(threshold, Mapping):
+        if set(threshold) != set(TUMOUR_REGIONS):
+            raise ValueError(
+                f"per-region thresholds need exactly {', '.join(TUMOUR_REGIONS)}, "
+                f"got {', '.join(map(str, threshold))}"
+            )
+        values = {r: float(threshold[r]) for r in TUMOUR_REGIONS}
+    else:
+        values = dict.fromkeys(TUMOUR_REGIONS, float(threshold))
+    bad = {r: v for r, v in values.items() if not 0 <= v < 1}
+    if bad:
+        raise ValueError(f"thresholds must lie in [0, 1), got {bad}")
+    return values
 
 
 @dataclass(frozen=True)
@@ -190,6 +216,10 @@ def _check_manifest(manifest: Manifest) -> None:
         )
     if manifest.recommended.et_replace not in ET_REPLACEMENTS:
         raise BundleError(f"recommended.et_replace must be one of {list(ET_REPLACEMENTS)}")
+    try:
+        region_thresholds(manifest.recommended.threshold)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"recommended.threshold: {exc}") from None
     if not manifest.members:
         raise BundleError("the manifest lists no member")
     for m in manifest.members:

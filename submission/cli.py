@@ -369,6 +369,7 @@ def predict(
     help="A splits.json instead of --run.",
 )
 @click.option("--et-thresholds", help="ET minimum volumes to try [0,50,100,...,1000].")
+@click.option("--probability-thresholds", help="Region thresholds to try [0.3,0.4,0.5].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the scores; leave the bundle unchanged.")
 @click.option(
@@ -382,13 +383,14 @@ def tune(
     run_dir: Path | None,
     splits_path: Path | None,
     et_thresholds: str | None,
+    probability_thresholds: str | None,
     json_path: Path | None,
     dry_run: bool,
     backend: str,
     device: str,
     threads: int | None,
 ) -> None:
-    """Choose BUNDLE's ensemble, top-k and ET threshold on labelled cases and store them.
+    """Choose BUNDLE's ensemble, top-k, ET and region thresholds on labelled cases.
 
     With --run (or --splits) the cases are the run's training cases, each predicted only
     by the members of the fold that held it out; without, --data must be cases no member
@@ -397,26 +399,26 @@ def tune(
     from submission.backends import BackendError
     from submission.bundle import BundleError, with_recommended, write_manifest
     from submission.engine import Engine, RuntimeOptions
-    from submission.tuning import ET_THRESHOLDS, TuningError, read_splits, score_candidates
+    from submission.tuning import (
+        ET_THRESHOLDS,
+        PROBABILITY_THRESHOLDS,
+        TuningError,
+        read_splits,
+        score_candidates,
+    )
 
     if run_dir is not None and splits_path is not None:
         raise click.UsageError("give --run or --splits, not both")
     if run_dir is not None:
         splits_path = run_dir / "splits.json"
-    try:
-        thresholds = (
-            ET_THRESHOLDS
-            if et_thresholds is None
-            else tuple(int(t) for t in et_thresholds.split(","))
-        )
-    except ValueError:
-        raise click.BadParameter(
-            "comma-separated voxel counts", param_hint="--et-thresholds"
-        ) from None
+    et_values = _numbers(et_thresholds, int, ET_THRESHOLDS, "--et-thresholds")
+    probabilities = _numbers(
+        probability_thresholds, float, PROBABILITY_THRESHOLDS, "--probability-thresholds"
+    )
     try:
         splits = None if splits_path is None else read_splits(splits_path)
         engine = Engine(bundle_dir, runtime=RuntimeOptions(backend, device, "fp32", threads))
-        result = score_candidates(engine, data_dir, splits, thresholds)
+        result = score_candidates(engine, data_dir, splits, et_values, probabilities)
     except (BundleError, TuningError, InputError, OSError, KeyError) as exc:
         _fail_input(exc)
     except BackendError as exc:
@@ -442,9 +444,22 @@ def tune(
             ensemble=best.ensemble,
             top_k=best.top_k,
             et_threshold=best.et_threshold,
+            threshold=best.recommended_threshold,
         )
         write_manifest(bundle_dir, manifest)
         click.echo(f"wrote the new defaults into {bundle_dir / 'manifest.json'}")
+
+
+def _numbers(text: str | None, kind: type, default: tuple, flag: str) -> tuple:
+    """A comma-separated list of numbers, or ``default`` when not given."""
+    if text is None:
+        return default
+    try:
+        return tuple(kind(t) for t in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"comma-separated numbers, got {text!r}", param_hint=flag
+        ) from None
 
 
 def _file_parameters(ctx: click.Context, path: Path, flags: dict) -> dict:

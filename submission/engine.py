@@ -30,7 +30,7 @@ from scipy.special import expit
 from submission import backends
 from submission.backends import BackendError
 from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
-from submission.bundle import Manifest, Member, load_bundle, read_manifest
+from submission.bundle import Manifest, Member, load_bundle, read_manifest, region_thresholds
 from submission.ensemble import ENSEMBLE_METHODS, ensemble
 from submission.inference import flip_tta, predict_volume
 from submission.nifti import Grid
@@ -58,7 +58,8 @@ class PredictOptions:
         top_k: members averaged by ``confidence`` (default ceil(N/2) per region).
         et_threshold: ET minimum volume in voxels (0 disables).
         et_replace: what removed ET becomes, ``necrosis`` or ``background``.
-        threshold: probability above which a voxel belongs to a region.
+        threshold: probability above which a voxel belongs to a region, one for all or
+            one per region (:func:`submission.bundle.region_thresholds`).
         labels: label scheme written.
         tta: mirroring test-time augmentation (8 flips).
         overlap: sliding-window overlap.
@@ -70,7 +71,7 @@ class PredictOptions:
     top_k: int | None = None
     et_threshold: int | None = None
     et_replace: str | None = None
-    threshold: float | None = None
+    threshold: float | dict[str, float] | None = None
     labels: str | None = None
     tta: bool = False
     overlap: float | None = None
@@ -101,8 +102,9 @@ def _check_options(options: PredictOptions, manifest: Manifest) -> None:
     if options.et_replace not in ET_REPLACEMENTS:
         raise ValueError(f"ET replacement must be one of {', '.join(ET_REPLACEMENTS)}")
     get_scheme(options.labels)
-    if options.et_threshold < 0 or not 0 <= options.threshold < 1:
-        raise ValueError("ET threshold must be >= 0 and the threshold in [0, 1)")
+    if options.et_threshold < 0:
+        raise ValueError(f"ET threshold must be >= 0 voxels, got {options.et_threshold}")
+    region_thresholds(options.threshold)
     if not 0 <= options.overlap < 1:
         raise ValueError(f"overlap must lie in [0, 1), got {options.overlap}")
     if options.top_k is not None:
@@ -288,7 +290,8 @@ class Engine:
         if not stage1:
             return None
         wt = [self._predict(slot, image, warnings)[0] for slot in stage1]
-        mask = ensemble(np.stack(wt)[:, None], "mean", self.options.threshold)[0]
+        wt_threshold = region_thresholds(self.options.threshold)["WT"]
+        mask = ensemble(np.stack(wt)[:, None], "mean", wt_threshold)[0]
         if not mask.any():
             warnings.append("stage 1 found no tumour: stage 2 ran on the brain-centred window")
             log.warning("localisation: %s", warnings[-1])
@@ -297,13 +300,14 @@ class Engine:
     def ensemble(self, probs: dict[str, list[np.ndarray]], options: PredictOptions) -> np.ndarray:
         """Region masks (R, d, h, w) in the region order of ``options``' label scheme."""
         scheme = get_scheme(options.labels)
+        thresholds = region_thresholds(options.threshold)
         shape = next(iter(probs.values()))[0].shape
         out = np.zeros((len(scheme.region_names), *shape), dtype=bool)
         for i, region in enumerate(scheme.region_names):
             if region not in probs:  # e.g. the resection cavity, which no model predicts
                 continue
             stacked = np.stack(probs[region])[:, None]
-            out[i] = ensemble(stacked, options.ensemble, options.threshold, options.top_k)[0]
+            out[i] = ensemble(stacked, options.ensemble, thresholds[region], options.top_k)[0]
         return out
 
     # -- one member, with its fallbacks ------------------------------------------------

@@ -37,22 +37,40 @@ def test_held_out_scores_every_choice_and_stores_the_winner(labelled, tmp_path):
     before = read_manifest(bundle).recommended
     scores = tmp_path / "tune.json"
     result = bratskit(
-        "tune", bundle, "--data", labelled, "--et-thresholds", "0,100,400,600", "--json", scores
+        "tune",
+        bundle,
+        "--data",
+        labelled,
+        "--et-thresholds",
+        "0,100,400,600",
+        "--probability-thresholds",
+        "0.3,0.5",
+        "--json",
+        scores,
     )
     assert result.returncode == 0, result.stderr
     table = json.loads(scores.read_text())
     assert table["mode"] == "held-out" and len(table["cases"]) == 6
-    # mean, vote and confidence with k = 1..3, each with four thresholds
-    assert len(table["candidates"]) == (2 + 3) * 4
+    # mean, vote and confidence with k = 1..3; four ET thresholds; 0.3 or 0.5 per region
+    assert len(table["candidates"]) == (2 + 3) * 4 * 2**3
     best = max(table["candidates"], key=lambda c: c["score"])
     current = next(
-        c for c in table["candidates"] if (c["ensemble"], c["et_threshold"]) == ("mean", 0)
+        c
+        for c in table["candidates"]
+        if (c["ensemble"], c["et_threshold"], c["threshold"]) == ("mean", 0, [0.5] * 3)
     )
-    assert table["best"] == {k: best[k] for k in ("ensemble", "top_k", "et_threshold")}
+    keys = ("ensemble", "top_k", "et_threshold", "threshold")
+    assert table["best"] == {k: best[k] for k in keys}
     assert f"improvement {best['score'] - current['score']:+.4f}" in result.stdout
     after = read_manifest(bundle).recommended
     if best["score"] > current["score"]:
-        assert (after.ensemble, after.top_k, after.et_threshold) == tuple(table["best"].values())
+        assert (after.ensemble, after.top_k, after.et_threshold) == tuple(best[k] for k in keys[:3])
+        thresholds = after.threshold
+        if isinstance(thresholds, dict):
+            thresholds = [thresholds[r] for r in ("WT", "TC", "ET")]
+        else:
+            thresholds = [thresholds] * 3
+        assert thresholds == best["threshold"]
         assert "wrote the new defaults" in result.stdout
     else:
         assert after == before
@@ -62,23 +80,39 @@ def test_dry_run_leaves_the_bundle_unchanged(labelled, tmp_path):
     bundle = channel_bundle(tmp_path / "b")
     manifest = (bundle / "manifest.json").read_bytes()
     result = bratskit("tune", bundle, "--data", labelled, "--dry-run", "--et-thresholds", "0,5000")
+    assert "candidates)" in result.stdout
     assert result.returncode == 0, result.stderr
     assert (bundle / "manifest.json").read_bytes() == manifest
 
 
 def test_scores_equal_predict_then_evaluate(labelled, tmp_path):
-    """The candidate (vote, ET 100) scores what `predict --ensemble vote --et-threshold 100`
-    followed by the 2021 evaluation gives: tuning measures the real pipeline."""
+    """The candidate (vote, ET 100, threshold 0.4) scores what `predict --ensemble vote
+    --et-threshold 100 --threshold 0.4` then the 2021 evaluation give: tuning measures the
+    real pipeline."""
     bundle = channel_bundle(tmp_path / "b")
     scores = tmp_path / "tune.json"
     result = bratskit(
-        "tune", bundle, "--data", labelled, "--et-thresholds", "100", "--dry-run", "--json", scores
+        "tune",
+        bundle,
+        "--data",
+        labelled,
+        "--et-thresholds",
+        "100",
+        "--probability-thresholds",
+        "0.4",
+        "--dry-run",
+        "--json",
+        scores,
     )
     assert result.returncode == 0, result.stderr
-    vote = next(c for c in json.loads(scores.read_text())["candidates"] if c["ensemble"] == "vote")
+    vote = next(
+        c
+        for c in json.loads(scores.read_text())["candidates"]
+        if c["ensemble"] == "vote" and c["threshold"] == [0.4] * 3
+    )
     out = tmp_path / "out"
     out.mkdir()
-    args = ("--ensemble", "vote", "--et-threshold", 100)
+    args = ("--ensemble", "vote", "--et-threshold", 100, "--threshold", 0.4)
     result = bratskit("predict", "--input", labelled, "--output", out, "--bundle", bundle, *args)
     assert result.returncode == 0, result.stderr
     report = tmp_path / "eval.json"
@@ -98,7 +132,17 @@ def test_out_of_fold_uses_only_the_fold_that_held_the_case_out(labelled, tmp_pat
     splits.write_text(json.dumps({"seed": 0, "folds": [ids[0:2], ids[2:4], ids[4:6]]}))
     scores = tmp_path / "tune.json"
     result = bratskit(
-        "tune", bundle, "--data", labelled, "--splits", splits, "--json", scores, "--dry-run"
+        "tune",
+        bundle,
+        "--data",
+        labelled,
+        "--splits",
+        splits,
+        "--json",
+        scores,
+        "--dry-run",
+        "--probability-thresholds",
+        "0.5",
     )
     assert result.returncode == 0, result.stderr
     table = json.loads(scores.read_text())
@@ -110,7 +154,17 @@ def test_out_of_fold_uses_only_the_fold_that_held_the_case_out(labelled, tmp_pat
     assert all(len(s) == 1 for s in by_threshold.values())
     # and it differs from the held-out scores, where all three folds predict every case
     held = tmp_path / "held.json"
-    bratskit("tune", bundle, "--data", labelled, "--json", held, "--dry-run")
+    bratskit(
+        "tune",
+        bundle,
+        "--data",
+        labelled,
+        "--json",
+        held,
+        "--dry-run",
+        "--probability-thresholds",
+        "0.5",
+    )
     held_mean0 = next(
         c["score"]
         for c in json.loads(held.read_text())["candidates"]
@@ -123,7 +177,7 @@ def test_out_of_fold_uses_only_the_fold_that_held_the_case_out(labelled, tmp_pat
     ("extra", "code", "message"),
     [
         (["--run", "{tmp}", "--splits", "{tmp}/s.json"], 2, "give --run or --splits"),
-        (["--et-thresholds", "a,b"], 2, "comma-separated voxel counts"),
+        (["--et-thresholds", "a,b"], 2, "comma-separated numbers"),
     ],
 )
 def test_usage_errors(labelled, tmp_path, extra, code, message):
