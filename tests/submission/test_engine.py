@@ -36,11 +36,12 @@ def case(case_factory):
     return load_case(discover_cases(root).cases[0])
 
 
-def expected_labels(image_cdhw, folds=3, channels=(0, 1, 2), et_threshold=0):
-    """What :func:`channel_bundle` should give with the mean ensemble, computed in numpy."""
+def expected_labels(image_cdhw, folds=3, channels=(0, 1, 2), et_threshold=0, thr=(0.5,) * 3):
+    """What :func:`channel_bundle` should give with the mean ensemble, computed in numpy
+    (``thr``: the probability thresholds of WT, TC and ET)."""
     norm, crop = preprocess_case(image_cdhw, Preprocessing())
     probs = np.mean([expit(SCALE * (norm[list(channels)] - 0.2 * k)) for k in range(folds)], axis=0)
-    labels = postprocess(probs > 0.5, "2021", et_threshold)
+    labels = postprocess(probs > np.reshape(thr, (3, 1, 1, 1)), "2021", et_threshold)
     return uncrop(labels, crop)
 
 
@@ -106,6 +107,33 @@ def test_et_threshold_and_label_scheme_come_from_options(case, tmp_path):
     out = segment(Engine(bundle, PredictOptions(et_threshold=big, labels="2023"), CPU_ONNX), case)
     assert 3 not in np.unique(out.labels_dhw) and out.et_voxels == 0
     assert set(np.unique(out.labels_dhw)) == {0, 1, 2}
+
+
+def test_per_region_thresholds_from_the_manifest(case, tmp_path):
+    """A tuned bundle stores one threshold per region; each region uses its own."""
+    bundle = channel_bundle(tmp_path / "b")
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["recommended"]["threshold"] = {"WT": 0.3, "TC": 0.5, "ET": 0.7}
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    out = segment(Engine(bundle, PredictOptions(), CPU_ONNX), case)
+    expected = expected_labels(case[0], thr=(0.3, 0.5, 0.7))
+    np.testing.assert_array_equal(out.labels_dhw, expected)
+    assert not np.array_equal(expected, expected_labels(case[0]))
+    # a flag's single threshold overrides them all
+    out = segment(Engine(bundle, PredictOptions(threshold=0.5), CPU_ONNX), case)
+    np.testing.assert_array_equal(out.labels_dhw, expected_labels(case[0]))
+
+
+@pytest.mark.parametrize(
+    "threshold", [{"WT": 0.3, "TC": 0.5}, {"WT": 0.3, "TC": 0.5, "ET": 1.5}, "high"]
+)
+def test_bad_thresholds_in_the_manifest_are_bundle_errors(tmp_path, threshold):
+    bundle = channel_bundle(tmp_path / "b")
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["recommended"]["threshold"] = threshold
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="recommended.threshold"):
+        load_bundle(bundle)
 
 
 def localisation_bundle(bundle, stage1_bias=0.0, window=(16, 16, 16)):

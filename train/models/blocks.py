@@ -100,6 +100,22 @@ def maybe_checkpoint(module: nn.Module, enabled: bool, *inputs: torch.Tensor) ->
     return module(*inputs)
 
 
+#: Activations of the residual blocks: ``relu`` is the papers'; ``leaky_relu`` keeps a
+#: gradient below zero. With 8 filters (the ``tiny`` recipe) ReLU sometimes killed every
+#: channel of a block within the first epoch: one region, or all three, then stayed at a
+#: constant prediction (Dice 0 or all-positive) to the end of the fold.
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def make_activation(name: str) -> nn.Module:
+    """ReLU or LeakyReLU (negative slope 0.01), in place."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.01, inplace=True)
+    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
 class ResidualBlock3d(nn.Module):
     """Two 3x3x3 convolutions with GroupNorm, an additive residual, then ReLU.
 
@@ -110,9 +126,17 @@ class ResidualBlock3d(nn.Module):
     convolutional layers with normalization and ReLU, followed by skip connection"):
     ``h = ReLU(GN(conv(x)))``, ``h = GN(conv(h))``, ``out = ReLU(h + residual)``.
     The residual is a 1x1x1 convolution when the channel count changes, else identity.
+    ``activation="leaky_relu"`` (slope 0.01) replaces ReLU for very narrow networks, whose
+    few channels can all die (see :data:`ACTIVATIONS`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, norm_first: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        norm_first: bool = True,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         self.norm_first = norm_first
         norm1 = in_channels if norm_first else out_channels
@@ -125,7 +149,7 @@ class ResidualBlock3d(nn.Module):
             if in_channels != out_channels
             else nn.Identity()
         )
-        self.act = nn.ReLU(inplace=True)
+        self.act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (N, in, D, H, W) to (N, out, D, H, W)."""

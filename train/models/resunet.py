@@ -27,13 +27,13 @@ __all__ = ["ResUNet"]
 class _DecodingBlock(nn.Module):
     """ConvTranspose3d x2 upsampling, concatenation of the skip, residual block (DRB)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, activation: str = "relu") -> None:
         super().__init__()
         # kernel 3, stride 2, padding 1, output_padding 1 exactly doubles each size.
         self.up = nn.ConvTranspose3d(
             in_channels, out_channels, 3, stride=2, padding=1, output_padding=1
         )
-        self.block = ResidualBlock3d(2 * out_channels, out_channels)
+        self.block = ResidualBlock3d(2 * out_channels, out_channels, activation=activation)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.block(torch.cat([self.up(x), skip], dim=1))
@@ -50,6 +50,8 @@ class ResUNet(SizeChecked, nn.Module):
             first stage, 64 in the localisation stage, section 2.3).
         levels: resolution levels; ``levels - 1`` max-poolings, so every spatial size must
             be divisible by ``2 ** (levels - 1)`` (8 for the paper's 4 levels).
+        activation: ``relu`` (the paper) or ``leaky_relu`` (narrow networks; see
+            :data:`train.models.blocks.ACTIVATIONS`).
         checkpoint: recompute block activations in backward while training, to fit larger
             crops in memory. No effect in eval mode or on the outputs.
 
@@ -66,6 +68,7 @@ class ResUNet(SizeChecked, nn.Module):
         base_filters: int = 24,
         levels: int = 4,
         checkpoint: bool = False,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if levels < 2:
@@ -79,13 +82,14 @@ class ResUNet(SizeChecked, nn.Module):
         self.out_channels = out_channels
         self.checkpoint = checkpoint
         widths = [base_filters * 2**i for i in range(levels)]
-        self.stem = ResidualBlock3d(in_channels, widths[0])
+        self.stem = ResidualBlock3d(in_channels, widths[0], activation=activation)
         self.pool = nn.MaxPool3d(2)
         self.encoders = nn.ModuleList(
-            ResidualBlock3d(widths[i - 1], widths[i]) for i in range(1, levels)
+            ResidualBlock3d(widths[i - 1], widths[i], activation=activation)
+            for i in range(1, levels)
         )
         self.decoders = nn.ModuleList(
-            _DecodingBlock(widths[i], widths[i - 1]) for i in range(levels - 1, 0, -1)
+            _DecodingBlock(widths[i], widths[i - 1], activation) for i in range(levels - 1, 0, -1)
         )
         self.head = nn.Conv3d(widths[0], out_channels, 1)
         d = 2 ** (levels - 1)
