@@ -56,7 +56,7 @@ def main() -> None:
     lines = [
         "Held-out cases, 2021 metrics (CaPTk), per region: mean +- std, median [q25, q75]",
         "",
-        f"{'region':<6} {'ET thr':>6} | " + " | ".join(f"{m:^30}" for m in ENSEMBLE_METHODS),
+        f"{'region':<6} {'ET thr':>6} | " + " | ".join(f"{m:^35}" for m in ENSEMBLE_METHODS),
     ]
     for metric, fmt in (("dice", "{:.3f}"), ("hd95", "{:.1f}")):
         lines.append(f"-- {metric.upper()}")
@@ -68,7 +68,7 @@ def main() -> None:
                     mean, std, median, q25, q75 = (fmt.format(s[k]) for k in STATS)
                     cell = f"{mean}+-{std} {median} [{q25}, {q75}]"
                     star = "*" if tuned == (m, str(t)) else " "
-                    cells.append(f"{cell:>29}{star}")
+                    cells.append(f"{cell:>34}{star}")
                 lines.append(f"{region:<6} {t:>6} | " + " | ".join(cells))
     if tuned:
         lines.append("* the bundle's defaults after bratskit tune")
