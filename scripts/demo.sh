@@ -45,7 +45,8 @@ predict() { # ensemble, output folder
     if [[ "$DEMO_PREDICT" == docker ]]; then
         mkdir -p "$2" && chmod 777 "$2"
         docker run --rm --network none --user 4242:4242 --memory 16g --shm-size 4g \
-            -v "$PWD/$DEMO/held-out":/mlcube_io0:ro -v "$PWD/$2":/mlcube_io2 "$IMAGE" \
+            -v "$(realpath "$DEMO/held-out")":/mlcube_io0:ro -v "$(realpath "$2")":/mlcube_io2 \
+            "$IMAGE" \
             infer --data_path /mlcube_io0 --output_path /mlcube_io2 \
             --ensemble "$1" --et-threshold 0
     else
