@@ -112,17 +112,19 @@ class TuneResult:
     def best(self) -> Candidate:
         """The highest score; ties keep the current defaults, then the earlier candidate."""
         order = [self.current, *(c for c in self.dice if c != self.current)]
-        return max(order, key=lambda c: (round(self.score(c), 10), -order.index(c)))
+        ranked = max(enumerate(order), key=lambda ic: (round(self.score(ic[1]), 10), -ic[0]))
+        return ranked[1]
 
     def table(self, top: int = 15) -> str:
         """The ``top`` candidates' mean Dice per region and overall, best first, and the
         current defaults' row wherever it ranks."""
         ranked = sorted(self.dice, key=lambda c: -self.score(c))
         rows = ranked[:top] + ([self.current] if self.current not in ranked[:top] else [])
+        best = self.best
         lines = [f"{'rank':>4}  {'candidate':<36} {'WT':>7} {'TC':>7} {'ET':>7} {'mean':>7}"]
         for c in rows:
             wt, tc, et = self.region_means(c)
-            marks = " <- best" if c == self.best else ""
+            marks = " <- best" if c == best else ""
             marks += " (current)" if c == self.current else ""
             lines.append(
                 f"{ranked.index(c) + 1:>4}  {c!s:<36} {wt:7.4f} {tc:7.4f} {et:7.4f} "
