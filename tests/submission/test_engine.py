@@ -109,14 +109,19 @@ def test_et_threshold_and_label_scheme_come_from_options(case, tmp_path):
     assert set(np.unique(out.labels_dhw)) == {0, 1, 2}
 
 
+def bundle_with_threshold(bundle, threshold):
+    """channel_bundle with ``recommended.threshold`` set as written, unchecked."""
+    raw = json.loads((channel_bundle(bundle) / "manifest.json").read_text())
+    raw["recommended"]["threshold"] = threshold
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    return bundle
+
+
 def test_per_region_thresholds_from_the_manifest(case, tmp_path):
     """A tuned bundle stores one threshold per region; each region uses its own."""
-    bundle = channel_bundle(tmp_path / "b")
-    raw = json.loads((bundle / "manifest.json").read_text())
     # Above 0.33, the members' mean outside the brain: the engine's crop (no divisor padding)
     # and expected_labels' padded crop then agree.
-    raw["recommended"]["threshold"] = {"WT": 0.4, "TC": 0.5, "ET": 0.6}
-    (bundle / "manifest.json").write_text(json.dumps(raw))
+    bundle = bundle_with_threshold(tmp_path / "b", {"WT": 0.4, "TC": 0.5, "ET": 0.6})
     out = segment(Engine(bundle, PredictOptions(), CPU_ONNX), case)
     expected = expected_labels(case[0], thr=(0.4, 0.5, 0.6))
     np.testing.assert_array_equal(out.labels_dhw, expected)
@@ -130,10 +135,7 @@ def test_per_region_thresholds_from_the_manifest(case, tmp_path):
     "threshold", [{"WT": 0.3, "TC": 0.5}, {"WT": 0.3, "TC": 0.5, "ET": 1.5}, "high"]
 )
 def test_bad_thresholds_in_the_manifest_are_bundle_errors(tmp_path, threshold):
-    bundle = channel_bundle(tmp_path / "b")
-    raw = json.loads((bundle / "manifest.json").read_text())
-    raw["recommended"]["threshold"] = threshold
-    (bundle / "manifest.json").write_text(json.dumps(raw))
+    bundle = bundle_with_threshold(tmp_path / "b", threshold)
     with pytest.raises(BundleError, match="recommended.threshold"):
         load_bundle(bundle)
 

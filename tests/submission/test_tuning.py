@@ -23,6 +23,13 @@ def bratskit(*args) -> subprocess.CompletedProcess:
     )
 
 
+def tune(bundle, data, scores, *args) -> tuple[subprocess.CompletedProcess, dict]:
+    """``bratskit tune`` with ``--json scores``; the result and the parsed table."""
+    result = bratskit("tune", bundle, "--data", data, "--json", scores, *args)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(scores.read_text())
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     """Six synthetic cases with references (one without ET, one with a tiny ET)."""
@@ -35,21 +42,15 @@ def labelled(tmp_path_factory):
 def test_held_out_scores_every_choice_and_stores_the_winner(labelled, tmp_path):
     bundle = channel_bundle(tmp_path / "b")
     before = read_manifest(bundle).recommended
-    scores = tmp_path / "tune.json"
-    result = bratskit(
-        "tune",
+    result, table = tune(
         bundle,
-        "--data",
         labelled,
+        tmp_path / "tune.json",
         "--et-thresholds",
         "0,100,400,600",
         "--probability-thresholds",
         "0.3,0.5",
-        "--json",
-        scores,
     )
-    assert result.returncode == 0, result.stderr
-    table = json.loads(scores.read_text())
     assert table["mode"] == "held-out" and len(table["cases"]) == 6
     # mean, vote and confidence with k = 1..3; four ET thresholds; 0.3 or 0.5 per region
     assert len(table["candidates"]) == (2 + 3) * 4 * 2**3
@@ -90,25 +91,18 @@ def test_scores_equal_predict_then_evaluate(labelled, tmp_path):
     --et-threshold 100 --threshold 0.4` then the 2021 evaluation give: tuning measures the
     real pipeline."""
     bundle = channel_bundle(tmp_path / "b")
-    scores = tmp_path / "tune.json"
-    result = bratskit(
-        "tune",
+    _, table = tune(
         bundle,
-        "--data",
         labelled,
+        tmp_path / "tune.json",
         "--et-thresholds",
         "100",
         "--probability-thresholds",
         "0.4",
         "--dry-run",
-        "--json",
-        scores,
     )
-    assert result.returncode == 0, result.stderr
     vote = next(
-        c
-        for c in json.loads(scores.read_text())["candidates"]
-        if c["ensemble"] == "vote" and c["threshold"] == [0.4] * 3
+        c for c in table["candidates"] if c["ensemble"] == "vote" and c["threshold"] == [0.4] * 3
     )
     out = tmp_path / "out"
     out.mkdir()
@@ -130,22 +124,8 @@ def test_out_of_fold_uses_only_the_fold_that_held_the_case_out(labelled, tmp_pat
     ids = sorted(p.name for p in labelled.iterdir())
     splits = tmp_path / "splits.json"
     splits.write_text(json.dumps({"seed": 0, "folds": [ids[0:2], ids[2:4], ids[4:6]]}))
-    scores = tmp_path / "tune.json"
-    result = bratskit(
-        "tune",
-        bundle,
-        "--data",
-        labelled,
-        "--splits",
-        splits,
-        "--json",
-        scores,
-        "--dry-run",
-        "--probability-thresholds",
-        "0.5",
-    )
-    assert result.returncode == 0, result.stderr
-    table = json.loads(scores.read_text())
+    only_half = ("--dry-run", "--probability-thresholds", "0.5")
+    _, table = tune(bundle, labelled, tmp_path / "oof.json", "--splits", splits, *only_half)
     assert table["mode"] == "out-of-fold"
     by_threshold: dict[int, set[float]] = {}
     for c in table["candidates"]:
@@ -153,22 +133,9 @@ def test_out_of_fold_uses_only_the_fold_that_held_the_case_out(labelled, tmp_pat
         by_threshold.setdefault(c["et_threshold"], set()).add(round(c["score"], 12))
     assert all(len(s) == 1 for s in by_threshold.values())
     # and it differs from the held-out scores, where all three folds predict every case
-    held = tmp_path / "held.json"
-    bratskit(
-        "tune",
-        bundle,
-        "--data",
-        labelled,
-        "--json",
-        held,
-        "--dry-run",
-        "--probability-thresholds",
-        "0.5",
-    )
+    _, held = tune(bundle, labelled, tmp_path / "held.json", *only_half)
     held_mean0 = next(
-        c["score"]
-        for c in json.loads(held.read_text())["candidates"]
-        if (c["ensemble"], c["et_threshold"]) == ("mean", 0)
+        c["score"] for c in held["candidates"] if (c["ensemble"], c["et_threshold"]) == ("mean", 0)
     )
     assert not np.isclose(held_mean0, by_threshold[0].pop())
 
