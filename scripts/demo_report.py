@@ -3,9 +3,9 @@ organisers' CaPTk definitions) for the three ensemble methods side by side, each
 minimum volumes 0, 100, 400 and 600 voxels (paper 002, Table 1).
 
 Each ensemble's predictions come from one ``entrypoint.sh`` run with ``--et-threshold 0``;
-the thresholded variants apply :func:`submission.postprocess.apply_et_threshold` (the
-runtime's own step, on regions read back from the written labels: the same result as
-predicting with ``--et-threshold T``, since the written labels hold the nested regions) and
+the thresholded variants run the runtime's own :func:`submission.postprocess.postprocess`
+with ``et_threshold=T`` on the regions read back from the written labels (the same result
+as predicting with ``--et-threshold T``: the written labels hold the nested regions) and
 are written next to them, then every folder is scored with the organisers' 2021 metrics.
 
     python scripts/demo_report.py --pred demo/pred --ref demo/held-out --out demo/report
@@ -17,11 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-from submission.brats import get_scheme, labels_to_regions, regions_to_labels
+from submission.brats import labels_to_regions
 from submission.ensemble import ENSEMBLE_METHODS
 from submission.evaluation import evaluate_folders
 from submission.nifti import read_label_map, write_label_map
-from submission.postprocess import apply_et_threshold
+from submission.postprocess import postprocess
 
 ET_THRESHOLDS = (0, 100, 400, 600)
 STATS = ("mean", "std", "median", "q25", "q75")
@@ -32,8 +32,8 @@ def thresholded(src: Path, dst: Path, min_voxels: int, scheme: str = "2021") -> 
     dst.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.glob("*.nii.gz")):
         seg, grid = read_label_map(path)
-        regions = apply_et_threshold(labels_to_regions(seg, scheme), get_scheme(scheme), min_voxels)
-        write_label_map(regions_to_labels(regions, scheme), grid, dst / path.name)
+        labels = postprocess(labels_to_regions(seg, scheme), scheme, et_threshold=min_voxels)
+        write_label_map(labels, grid, dst / path.name)
     return dst
 
 

@@ -163,6 +163,12 @@ class Manifest:
         """The file formats every member has (what a backend can run the whole bundle in)."""
         return set.intersection(*(set(m.files) for m in self.members))
 
+    @property
+    def fewest_members(self) -> int:
+        """Segmentation members of the least covered region: confidence's largest top-k."""
+        stage = self.stage("segmentation")
+        return min(sum(r in m.regions for m in stage) for r in TUMOUR_REGIONS)
+
     def stage(self, name: str) -> tuple[Member, ...]:
         """Members of stage ``name`` in manifest order."""
         return tuple(m for m in self.members if m.stage == name)

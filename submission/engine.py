@@ -108,16 +108,12 @@ def _check_options(options: PredictOptions, manifest: Manifest) -> None:
     if not 0 <= options.overlap < 1:
         raise ValueError(f"overlap must lie in [0, 1), got {options.overlap}")
     if options.top_k is not None:
-        fewest = min(_count(manifest, r) for r in TUMOUR_REGIONS)
+        fewest = manifest.fewest_members
         if not 1 <= options.top_k <= fewest:
             raise ValueError(
                 f"top-k must lie in 1..{fewest}: the bundle has {fewest} member(s) for its "
                 "least covered region"
             )
-
-
-def _count(manifest: Manifest, region: str) -> int:
-    return sum(region in m.regions for m in manifest.stage("segmentation"))
 
 
 @dataclass(frozen=True)

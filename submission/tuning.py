@@ -211,7 +211,7 @@ def score_candidates(
         raise TuningError(f"no case with a reference label map{where} in {data_dir}")
     current = _current(engine, splits is None)
     grid = candidates(
-        _members(engine) if splits is None else 0,
+        engine.manifest.fewest_members if splits is None else 0,
         splits is None,
         [*et_thresholds, current.et_threshold],
         [*probability_thresholds, *current.threshold],
@@ -228,17 +228,11 @@ def score_candidates(
     return result
 
 
-def _members(engine: Engine) -> int:
-    """Segmentation members of the least covered region (confidence's largest k)."""
-    stage = engine.manifest.stage("segmentation")
-    return min(sum(r in m.regions for m in stage) for r in TUMOUR_REGIONS)
-
-
 def _current(engine: Engine, per_k: bool) -> Candidate:
     rec = engine.manifest.recommended
     k = None
     if rec.ensemble == "confidence" and per_k:
-        k = rec.top_k or math.ceil(_members(engine) / 2)
+        k = rec.top_k or math.ceil(engine.manifest.fewest_members / 2)
     thresholds = region_thresholds(rec.threshold)
     return Candidate(
         rec.ensemble, k, rec.et_threshold, tuple(thresholds[r] for r in TUMOUR_REGIONS)
