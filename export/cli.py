@@ -20,7 +20,7 @@ import click
 
 from submission.brats import MODALITIES, SCHEMES
 from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_USAGE
-from submission.preprocess import CROP_POLICIES
+from submission.predict.preprocess import CROP_POLICIES
 
 _IMPORT_ONLY = ("regions", "channels", "outputs", "divisor", "crop")
 _RUN_ONLY = ("formats", "opset", "fp16")
@@ -39,7 +39,7 @@ def _fail(exc: Exception, code: int) -> None:
 def _guarded(action: Callable[[], Any]) -> Any:
     """Run ``action``, turning the errors a user causes into one line and an exit code."""
     from export.errors import ExportError, OutputExistsError, RunError
-    from submission.bundle import BundleError
+    from submission.predict.bundle import BundleError
 
     try:
         return action()
@@ -70,7 +70,7 @@ def _require_dependencies() -> None:
 
 
 def _show_info(bundle: Path) -> None:
-    from submission.bundle import describe, load_bundle
+    from submission.predict.bundle import describe, load_bundle
 
     manifest = _guarded(lambda: load_bundle(bundle))
     click.echo(describe(manifest, bundle))
@@ -137,7 +137,7 @@ def export(runs, out, formats, opset, fp16, force, labels, onnx_files, info, **i
         )
     else:
         manifest = _guarded(lambda: _export(runs, out, formats, opset, fp16, labels, force))
-    from submission.bundle import describe
+    from submission.predict.bundle import describe
 
     click.echo(describe(manifest, out))
 

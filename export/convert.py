@@ -56,8 +56,8 @@ from export.parity import (
     onnx_forward,
     torchscript_forward,
 )
-from submission.bundle import ModelFile, sha256_file
-from submission.inference import SizeRule
+from submission.predict.bundle import ModelFile, sha256_file
+from submission.predict.sliding_window import SizeRule
 
 log = logging.getLogger(__name__)
 

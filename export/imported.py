@@ -29,7 +29,7 @@ from export.errors import RunError
 from export.parity import onnx_session, session_forward, synthetic_case, tumour_window
 from export.staging import check_output, staged_folder
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS
-from submission.bundle import (
+from submission.predict.bundle import (
     OUTPUT_KINDS,
     Manifest,
     Member,
@@ -38,8 +38,8 @@ from submission.bundle import (
     sha256_file,
     write_manifest,
 )
-from submission.inference import SizeRule
-from submission.preprocess import Preprocessing
+from submission.predict.preprocess import Preprocessing
+from submission.predict.sliding_window import SizeRule
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Parity inputs and checks: does an exported file compute what the eager model computes?
 
 Every exported file runs on a realistic input: a synthetic brain case
-(:func:`submission.synth.synthesize_case`) preprocessed as the container preprocesses a
-case (:func:`submission.preprocess.preprocess_case`), then a window centred on its whole
+(:func:`submission.workbench.synth.synthesize_case`) preprocessed as the container preprocesses a
+case (:func:`submission.predict.preprocess.preprocess_case`), then a window centred on its whole
 tumour, zero-padded where the case is smaller, of a size the model admits. The check
 input differs from the one the graph was traced with on the batch axis (2 against 1) and
 on every spatial axis the model does not fix, so a file that baked in the traced size
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from export.errors import ExportError
-from submission.inference import SizeRule
-from submission.preprocess import Preprocessing, crop, preprocess_case
-from submission.synth import MIN_SIDE, synthesize_case
-from submission.windows import extract_window, tumour_window_start
+from submission.predict.preprocess import Preprocessing, crop, preprocess_case
+from submission.predict.sliding_window import SizeRule
+from submission.predict.tumour_window import extract_window, tumour_window_start
+from submission.workbench.synth import MIN_SIDE, synthesize_case
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from submission.bundle import Recommended
+from submission.predict.bundle import Recommended
 
 log = logging.getLogger(__name__)
 

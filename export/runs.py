@@ -20,8 +20,8 @@ import torch
 
 from export.convert import ProbabilityModel, inference_model
 from export.errors import RunError
-from submission.inference import SizeRule
-from submission.preprocess import Preprocessing
+from submission.predict.preprocess import Preprocessing
+from submission.predict.sliding_window import SizeRule
 from train.config import ConfigError, MemberConfig, TrainConfig, load_config, member_from_dict
 from train.trainer import CHECKPOINT_VERSION, build_member_model
 

@@ -39,7 +39,7 @@ def build_bundles(out: Path, filters: int, folds: int) -> tuple[Path, Path]:
     import torch
 
     from export.convert import export_onnx, export_torchscript
-    from submission.bundle import ModelFile, read_manifest, sha256_file, write_manifest
+    from submission.predict.bundle import ModelFile, read_manifest, sha256_file, write_manifest
     from train.models import build_model
 
     onnx_bundle, both = out / f"bundle-segresnet{filters}", out / f"bundle-segresnet{filters}-ts"
@@ -118,8 +118,8 @@ class GpuPeak(threading.Thread):
 
 def child(args: argparse.Namespace) -> None:
     """One variant, in this process: prints one JSON line."""
-    from submission.engine import Engine, PredictOptions, RuntimeOptions
-    from submission.runner import run_cases
+    from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
+    from submission.predict.runner import run_cases
 
     gpu = GpuPeak() if args.device == "cuda" else None
     if gpu:

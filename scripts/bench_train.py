@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from submission.brats import labels_to_regions
-from submission.cases import discover_cases, label_file, load_case
-from submission.nifti import read_label_map
-from submission.preprocess import crop, preprocess_case
-from submission.synth import write_synthetic_dataset
-from submission.windows import extract_window
+from submission.io.cases import discover_cases, label_file, load_case
+from submission.io.nifti import read_label_map
+from submission.predict.preprocess import crop, preprocess_case
+from submission.predict.tumour_window import extract_window
+from submission.workbench.synth import write_synthetic_dataset
 from train.augment import augment, random_crop_start
 from train.cache import build_cache, training_cases
 from train.config import load_config

@@ -3,7 +3,7 @@ organisers' CaPTk definitions) for the three ensemble methods side by side, each
 minimum volumes 0, 100, 400 and 600 voxels (paper 002, Table 1).
 
 Each ensemble's predictions come from one ``entrypoint.sh`` run with ``--et-threshold 0``;
-the thresholded variants run the runtime's own :func:`submission.postprocess.postprocess`
+the thresholded variants run the runtime's own :func:`submission.predict.postprocess.postprocess`
 with ``et_threshold=T`` on the regions read back from the written labels (the same result
 as predicting with ``--et-threshold T``: the written labels hold the nested regions) and
 are written next to them, then every folder is scored with the organisers' 2021 metrics.
@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 
 from submission.brats import labels_to_regions
-from submission.ensemble import ENSEMBLE_METHODS
 from submission.evaluation import evaluate_folders
-from submission.nifti import read_label_map, write_label_map
-from submission.postprocess import postprocess
+from submission.io.nifti import read_label_map, write_label_map
+from submission.predict.ensemble import ENSEMBLE_METHODS
+from submission.predict.postprocess import postprocess
 
 ET_THRESHOLDS = (0, 100, 400, 600)
 STATS = ("mean", "std", "median", "q25", "q75")

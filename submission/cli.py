@@ -19,15 +19,15 @@ from pathlib import Path
 import click
 
 from submission import __version__
-from submission.backends import BACKENDS, DEVICES, PRECISIONS
 from submission.brats import LAYOUT_YEARS, SCHEMES
-from submission.cases import InputError
-from submission.ensemble import ENSEMBLE_METHODS
 from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
-from submission.postprocess import ET_REPLACEMENTS
-from submission.runner import OutputError
-from submission.validate import Report
-from submission.view import view_command  # matplotlib only when it draws
+from submission.io.cases import InputError
+from submission.predict.backends import BACKENDS, DEVICES, PRECISIONS
+from submission.predict.ensemble import ENSEMBLE_METHODS
+from submission.predict.postprocess import ET_REPLACEMENTS
+from submission.predict.runner import OutputError
+from submission.workbench.validate import Report
+from submission.workbench.view import view_command  # matplotlib only when it draws
 
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
 # Folders are not checked by click: a missing one is an unusable folder (exit 3), with the
@@ -80,7 +80,7 @@ def synth(
     out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, int], first: int
 ) -> None:
     """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg) to OUT."""
-    from submission.synth import write_synthetic_dataset
+    from submission.workbench.synth import write_synthetic_dataset
 
     # Per-case progress arrives through logging.
     ids = write_synthetic_dataset(
@@ -95,7 +95,7 @@ def synth(
 @click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
 def validate(input_dir: Path, output: Path | None, labels: str) -> None:
     """Check INPUT (and OUTPUT against it) by the challenge rules; exit 0 only if all valid."""
-    from submission.validate import validate_input, validate_output
+    from submission.workbench.validate import validate_input, validate_output
 
     try:
         ok = _emit(validate_input(input_dir), f"input {input_dir}")
@@ -216,7 +216,7 @@ def evaluate(
 )
 def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> None:
     """Validate the predictions in OUT, then zip them for a validation-phase upload."""
-    from submission.package import package_predictions
+    from submission.workbench.package import package_predictions
 
     try:
         report = package_predictions(out, zip_path, labels=labels, input_dir=input_dir)
@@ -243,7 +243,7 @@ def bundle_command(
     """Verify a BUNDLE (manifest and every file's sha256) and describe it."""
     import json
 
-    from submission.bundle import (
+    from submission.predict.bundle import (
         FILE_FORMATS,
         MANIFEST,
         BundleError,
@@ -320,10 +320,10 @@ def predict(
     **flags,
 ) -> None:
     """Segment every case of INPUT into OUTPUT with a bundle (the container's job)."""
-    from submission.backends import BackendError
-    from submission.bundle import BundleError
-    from submission.engine import Engine, PredictOptions, RuntimeOptions
-    from submission.runner import run_cases
+    from submission.predict.backends import BackendError
+    from submission.predict.bundle import BundleError
+    from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
+    from submission.predict.runner import run_cases
 
     if parameters_file is not None:
         flags.update(_file_parameters(ctx, parameters_file, flags))
@@ -396,10 +396,10 @@ def tune(
     by the members of the fold that held it out; without, --data must be cases no member
     trained on.
     """
-    from submission.backends import BackendError
-    from submission.bundle import BundleError, with_recommended, write_manifest
-    from submission.engine import Engine, RuntimeOptions
-    from submission.tuning import (
+    from submission.predict.backends import BackendError
+    from submission.predict.bundle import BundleError, with_recommended, write_manifest
+    from submission.predict.engine import Engine, RuntimeOptions
+    from submission.workbench.tuning import (
         ET_THRESHOLDS,
         PROBABILITY_THRESHOLDS,
         TuningError,
@@ -465,7 +465,7 @@ def _numbers(text: str | None, kind: type, default: tuple, flag: str) -> tuple:
 def _file_parameters(ctx: click.Context, path: Path, flags: dict) -> dict:
     """The options of ``path`` that the command line left at their defaults, each checked
     by its flag's type (a bad value is a usage error naming the file)."""
-    from submission.parameters import ParametersError, read_parameters
+    from submission.io.parameters import ParametersError, read_parameters
 
     params = {p.name: p for p in ctx.command.params if p.name in flags}
     try:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from monai.transforms import AffineGrid, Resample
 
-from submission.windows import (
+from submission.predict.tumour_window import (
     as_triple,
     centred_start,
     tumour_window_start,

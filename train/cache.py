@@ -10,7 +10,7 @@ cache at the same time.
 
 Layout per case, ``<cache>/<key>/<case id>/``:
     ``image.npy``    (4, d, h, w) float16 or float32, the network input of
-                     :func:`submission.preprocess.preprocess_case`.
+                     :func:`submission.predict.preprocess.preprocess_case`.
     ``regions.npy``  (d, h, w) uint8, bit r set where region r (WT, TC, ET) is present.
     ``meta.json``    source files, crop, label scheme.
 """
@@ -28,9 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
-from submission.cases import Case, InputError, discover_cases, label_file, load_case
-from submission.nifti import read_label_map
-from submission.preprocess import Preprocessing, crop, preprocess_case
+from submission.io.cases import Case, InputError, discover_cases, label_file, load_case
+from submission.io.nifti import read_label_map
+from submission.predict.preprocess import Preprocessing, crop, preprocess_case
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1

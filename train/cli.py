@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from submission.brats import TUMOUR_REGIONS
-from submission.cases import InputError
 from submission.exit_codes import EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_USAGE
+from submission.io.cases import InputError
 
 log = logging.getLogger(__name__)
 

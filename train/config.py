@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from submission.brats import TUMOUR_REGIONS
-from submission.preprocess import Preprocessing
+from submission.predict.preprocess import Preprocessing
 from train.augment import AugmentConfig
 
 RECIPE_DIR = Path(__file__).parent / "recipes"

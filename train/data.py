@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from submission.brats import TUMOUR_REGIONS
-from submission.windows import extract_window
+from submission.predict.tumour_window import extract_window
 from train.augment import (
     AugmentConfig,
     augment,

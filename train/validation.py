@@ -1,8 +1,8 @@
 """Out-of-fold validation through the runtime's own inference code.
 
 Each validation case is the cached network input (the container's preprocessing), predicted
-by :func:`submission.inference.predict_volume` exactly as the container predicts a case,
-thresholded, and scored per region with the organisers' 2021 Dice
+by :func:`submission.predict.sliding_window.predict_volume` exactly as the container
+predicts a case, thresholded, and scored per region with the organisers' 2021 Dice
 (:func:`submission.evaluation.overlap_2021.dice`, 1 when both masks are empty).
 """
 
@@ -15,8 +15,8 @@ import torch
 
 from submission.brats import TUMOUR_REGIONS
 from submission.evaluation.overlap_2021 import dice
-from submission.inference import predict_volume
-from submission.windows import extract_window
+from submission.predict.sliding_window import predict_volume
+from submission.predict.tumour_window import extract_window
 from train.cache import CachedCase
 from train.config import MemberConfig
 from train.data import localisation_window

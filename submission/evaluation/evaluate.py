@@ -35,7 +35,7 @@ from submission.evaluation.panoptica_2025 import (
     score_2025,
 )
 from submission.evaluation.report import EvaluationResult
-from submission.nifti import Grid, NiftiError, read_label_map
+from submission.io.nifti import Grid, NiftiError, read_label_map
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.submission.onnx_bundles import channel_bundle
+from tests.submission.predict.onnx_bundles import channel_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("BRATSKIT_TEST_IMAGE", "bratskit:test")

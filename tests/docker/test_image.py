@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from submission.brats import MODALITIES, modality_filename
-from submission.validate import validate_output
+from submission.workbench.validate import validate_output
 from tests.conftest import real_inputs, write_nifti
 from tests.docker.conftest import RUN_USER, logs, output_folder, run_image
 

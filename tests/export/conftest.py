@@ -17,7 +17,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from submission.synth import write_synthetic_dataset
+from submission.workbench.synth import write_synthetic_dataset
 
 CASE_SHAPE = (48, 48, 32)
 PATCH = [32, 32, 32]

@@ -13,9 +13,9 @@ import torch
 
 from export.parity import TOLERANCES, parity_inputs
 from submission.brats import MODALITIES
-from submission.bundle import BundleError, load_bundle, read_manifest
 from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_USAGE
-from submission.preprocess import Preprocessing
+from submission.predict.bundle import BundleError, load_bundle, read_manifest
+from submission.predict.preprocess import Preprocessing
 
 PATCH = [32, 32, 32]  # the members' crop in conftest.resunet_member
 

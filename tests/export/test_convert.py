@@ -12,8 +12,8 @@ from torch import nn
 from export.convert import ExportSettings, export_files, inference_model
 from export.errors import ExportError
 from export.parity import TOLERANCES, eager_forward, parity_inputs, parity_shapes
-from submission.inference import SizeRule
-from submission.preprocess import Preprocessing
+from submission.predict.preprocess import Preprocessing
+from submission.predict.sliding_window import SizeRule
 from train.models import build_model
 
 PREPROCESSING = Preprocessing(crop="brain", margin=4, divisor=8)

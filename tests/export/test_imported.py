@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from submission.bundle import load_bundle
 from submission.exit_codes import EXIT_INPUT, EXIT_USAGE
-from submission.inference import SizeRule
+from submission.predict.bundle import load_bundle
+from submission.predict.sliding_window import SizeRule
 from train.models import build_model
 
 REGIONS = "TC,WT,ET"

@@ -9,8 +9,8 @@ import onnxruntime as ort
 import yaml
 
 from export.recommended import RECOMMENDED, recommended_for
-from submission.bundle import Recommended, load_bundle
 from submission.exit_codes import EXIT_INPUT
+from submission.predict.bundle import Recommended, load_bundle
 
 
 def test_two_stage_run_bundles_both_stages_and_the_window(

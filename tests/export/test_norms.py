@@ -13,7 +13,7 @@ from torch import nn
 
 from export.norms import ExactGroupNorm, ExactInstanceNorm, with_exact_norms
 from export.parity import synthetic_case, tumour_window
-from submission.preprocess import Preprocessing
+from submission.predict.preprocess import Preprocessing
 
 
 @pytest.mark.parametrize(

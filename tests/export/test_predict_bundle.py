@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from submission.brats import SEG_SUFFIX
-from submission.synth import write_synthetic_dataset
+from submission.workbench.synth import write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

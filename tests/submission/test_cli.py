@@ -40,7 +40,7 @@ def test_validate_output_and_package(case_factory, tmp_path):
     import nibabel as nib
     import numpy as np
 
-    from submission.nifti import grid_of, write_label_map
+    from submission.io.nifti import grid_of, write_label_map
 
     root = case_factory("2021-flat", ["BraTS2021_00042"])
     out = tmp_path / "out"

@@ -13,8 +13,8 @@ for name in names:
     importlib.import_module(name)
 assert "submission.cli" in names and "submission.evaluation" in names, names
 import numpy as np
-from submission.ensemble import ensemble
-from submission.postprocess import postprocess
+from submission.predict.ensemble import ensemble
+from submission.predict.postprocess import postprocess
 seg = postprocess(ensemble(np.full((2, 3, 2, 2, 2), 0.9, np.float32), "confidence"))
 assert (seg == 4).all()
 print("ok", len(names))

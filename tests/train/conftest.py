@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from submission.synth import write_synthetic_dataset
+from submission.workbench.synth import write_synthetic_dataset
 
 TRAIN_SHAPE = (48, 48, 32)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from submission.windows import extract_window
+from submission.predict.tumour_window import extract_window
 from train.augment import (
     AugmentConfig,
     apply_affine,

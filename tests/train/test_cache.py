@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from submission.brats import labels_to_regions
-from submission.cases import InputError, discover_cases, label_file, load_case
-from submission.nifti import read_label_map
-from submission.preprocess import Preprocessing, crop, preprocess_case
+from submission.io.cases import InputError, discover_cases, label_file, load_case
+from submission.io.nifti import read_label_map
+from submission.predict.preprocess import Preprocessing, crop, preprocess_case
 from train.cache import build_cache, pack_regions, training_cases, unpack_regions
 
 

@@ -24,7 +24,7 @@ from itertools import chain
 import torch
 from torch import nn
 
-from submission.inference import SizeRule
+from submission.predict.sliding_window import SizeRule
 from train.models.effunet import EffUNet, PerModalityEffUNet, build_effunet, depth_factors_for
 from train.models.resunet import ResUNet
 from train.models.segresnet import SegResNet

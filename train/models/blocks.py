@@ -1,7 +1,7 @@
 """Small building blocks shared by the bratskit models.
 
 Holds the input check every ``forward`` runs in eager mode (against the model's
-:class:`submission.inference.SizeRule`, the runtime's own rule, so training, export and
+:class:`submission.predict.sliding_window.SizeRule`, the runtime's own rule, so training, export and
 the container agree on what sizes a model accepts),
 and the GroupNorm residual blocks of the residual 3-D U-Net (paper 002, section 2.2)
 and of the asymmetric EfficientNet U-Net (paper 003, section 2.2).
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from submission.inference import SizeRule
+from submission.predict.sliding_window import SizeRule
 
 _GROUP_CHOICES = (8, 4, 2, 1)
 

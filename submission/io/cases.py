@@ -1,0 +1,232 @@
+"""Case discovery in the three input layouts of CONTRACT.md section 1, and case loading.
+
+Layouts:
+    2021 flat     the four ``<id>_<mod>.nii.gz`` files directly in the input folder
+    2021 folders  one sub-folder per case, ``<id>_<mod>.nii.gz`` inside
+    2023+ folders one sub-folder per case, ``<id>-<mod>.nii.gz`` inside
+
+In folder layouts the case id is the folder name (the orchestrator renames cases, so
+nothing depends on a real id); in the flat layout it is the file prefix. ``seg`` files
+are ignored silently; unrelated files are ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from submission.brats import MODALITIES, SEG_SUFFIX, is_valid_case_id, parse_filename
+from submission.io.nifti import Grid, NiftiError, grid_of, read_nifti
+
+log = logging.getLogger(__name__)
+
+AFFINE_TOLERANCE = 1e-3
+
+
+class InputError(ValueError):
+    """The input folder as a whole is unusable (missing, not a folder, no cases)."""
+
+
+class CaseError(ValueError):
+    """One case is unusable; the message names the case, the file and the problem."""
+
+    def __init__(self, case_id: str, problem: str, path: Path | None = None):
+        self.case_id, self.problem, self.path = case_id, problem, path
+        where = f" ({path})" if path is not None else ""
+        super().__init__(f"case {case_id}: {problem}{where}")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A discovered case: its id, naming convention and one file per canonical modality."""
+
+    case_id: str
+    year: str
+    files: dict[str, Path]
+    folder: Path
+
+
+@dataclass
+class Discovery:
+    """Everything found in an input folder."""
+
+    cases: list[Case] = field(default_factory=list)
+    errors: list[CaseError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    layouts: set[str] = field(default_factory=set)
+
+    @property
+    def case_ids(self) -> list[str]:
+        """Ids of every case found, usable or not, sorted."""
+        return sorted({c.case_id for c in self.cases} | {e.case_id for e in self.errors})
+
+
+def discover_cases(input_dir: Path) -> Discovery:
+    """Find the cases in ``input_dir`` whatever its layout.
+
+    Raises:
+        InputError: the folder is missing or holds no case at all.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"input folder {input_dir} does not exist or is not a folder")
+    found = Discovery()
+    flat: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    for entry in sorted(input_dir.iterdir()):
+        if entry.is_dir():
+            _discover_folder(entry, found)
+            continue
+        parsed = parse_filename(entry.name)
+        if parsed is None:
+            found.warnings.append(f"ignored unrelated file {entry}")
+        elif parsed.modality != SEG_SUFFIX:
+            flat[parsed.case_id][parsed.modality].append(entry)
+            found.layouts.add(f"{parsed.year} flat")
+    for case_id, by_modality in flat.items():
+        _add_case(found, case_id, by_modality, input_dir)
+    if not found.cases and not found.errors:
+        raise InputError(
+            f"no BraTS case in {input_dir}: expected case folders or files named like "
+            "<id>_t1ce.nii.gz (2021) or <id>-t1c.nii.gz (2023+)"
+        )
+    found.cases.sort(key=lambda c: c.case_id)
+    return found
+
+
+def _discover_folder(folder: Path, found: Discovery) -> None:
+    by_modality: dict[str, list[Path]] = defaultdict(list)
+    unrelated, notes = [], []
+    for entry in sorted(folder.iterdir()):
+        parsed = parse_filename(entry.name) if entry.is_file() else None
+        if parsed is None:
+            unrelated.append(f"ignored unrelated entry {entry}")
+        elif parsed.modality != SEG_SUFFIX:
+            by_modality[parsed.modality].append(entry)
+            found.layouts.add(f"{parsed.year} folders")
+            if parsed.case_id != folder.name:
+                notes.append(
+                    f"{entry}: file prefix {parsed.case_id!r} differs from its folder; "
+                    f"the case id is the folder name {folder.name!r}"
+                )
+    if by_modality:
+        found.warnings += unrelated + notes
+        _add_case(found, folder.name, by_modality, folder)
+    else:
+        found.warnings.append(f"ignored folder {folder}: no BraTS image files in it")
+
+
+def _add_case(
+    found: Discovery, case_id: str, by_modality: dict[str, list[Path]], folder: Path
+) -> None:
+    if not is_valid_case_id(case_id):
+        found.errors.append(
+            CaseError(
+                case_id,
+                "case id must be letters, digits, '.', '_' or '-' (no spaces or path "
+                "separators), or the output name breaks the organisers' patterns; rename it",
+                folder,
+            )
+        )
+        return
+    missing = [m for m in MODALITIES if m not in by_modality]
+    if missing:
+        have = ", ".join(m for m in MODALITIES if m in by_modality)
+        found.errors.append(
+            CaseError(
+                case_id,
+                f"expected 4 modalities, missing {', '.join(missing)} (found {have})",
+                folder,
+            )
+        )
+        return
+    for modality, paths in by_modality.items():
+        if len(paths) > 1:
+            names = ", ".join(p.name for p in paths)
+            found.errors.append(
+                CaseError(case_id, f"{len(paths)} files for {modality}: {names}; keep one", folder)
+            )
+            return
+    years = {parse_filename(p[0].name).year for p in by_modality.values()}
+    found.cases.append(
+        Case(
+            case_id,
+            "2021" if years == {"2021"} else "2023",
+            {m: by_modality[m][0] for m in MODALITIES},
+            folder,
+        )
+    )
+
+
+def label_file(case: Case) -> Path | None:
+    """The ground-truth label map beside a case's images (``_seg`` / ``-seg``), if any.
+
+    Training data only: the organisers' ``/input`` holds no label maps.
+    """
+    in_folder = case.folder.name == case.case_id
+    for entry in sorted(case.folder.iterdir()):
+        parsed = parse_filename(entry.name) if entry.is_file() else None
+        if (
+            parsed
+            and parsed.modality == SEG_SUFFIX
+            and (in_folder or parsed.case_id == case.case_id)
+        ):
+            return entry
+    return None
+
+
+def read_case_grid(case: Case) -> Grid:
+    """Grid of a case's first modality, from its header alone (no voxel data read)."""
+    path = case.files[MODALITIES[0]]
+    try:
+        return grid_of(nib.load(path))
+    except Exception as exc:
+        raise CaseError(case.case_id, f"cannot read header ({exc})", path) from None
+
+
+def load_case(case: Case) -> tuple[np.ndarray, Grid]:
+    """Load and check the four modalities of a case.
+
+    Returns:
+        ``image_cdhw``: float32 (4, D, H, W) in :data:`MODALITIES` order, voxel axes as
+        stored in the files; and the grid of the first modality, copied onto outputs.
+
+    Raises:
+        CaseError: a file unreadable, not 3-D, with NaN/inf or all zeros, or a shape or
+            affine (tolerance 1e-3) differing from the first modality.
+    """
+    channels, grid = [], None
+    for modality in MODALITIES:
+        path = case.files[modality]
+        try:
+            img, data = read_nifti(path)
+        except NiftiError as exc:
+            raise CaseError(case.case_id, f"{modality}: {exc}") from None
+        if data.ndim != 3:
+            raise CaseError(case.case_id, f"{modality} must be 3-D, got shape {data.shape}", path)
+        if grid is None:
+            grid = grid_of(img)
+        elif tuple(data.shape) != grid.shape:
+            raise CaseError(
+                case.case_id,
+                f"{modality} has shape {data.shape}, {MODALITIES[0]} has {grid.shape}",
+                path,
+            )
+        elif not np.allclose(img.affine, grid.affine, atol=AFFINE_TOLERANCE):
+            raise CaseError(
+                case.case_id,
+                f"{modality} affine differs from {MODALITIES[0]}'s by more than "
+                f"{AFFINE_TOLERANCE}; co-register the modalities",
+                path,
+            )
+        image = np.asarray(data, dtype=np.float32)
+        if not np.all(np.isfinite(image)):
+            raise CaseError(case.case_id, f"{modality} holds NaN or infinite voxels", path)
+        if not image.any():
+            raise CaseError(case.case_id, f"{modality} is all zeros", path)
+        channels.append(image)
+    return np.stack(channels), grid

@@ -1,0 +1,374 @@
+"""The inference engine: a bundle loaded once, then case after case to a label map.
+
+Per case (:meth:`Engine.prepare` in the reading thread, :meth:`Engine.segment` in the
+main one): crop to the brain and z-score (the manifest's preprocessing), optionally
+localise (paper 002, section 2.3), run every segmentation member (with mirroring TTA
+when asked, averaged per member before ensembling), ensemble per region (paper 002
+section 2.5 mean or vote, paper 004 section 3.2 confidence top-k), post-process (ET
+minimum volume, paper 002 section 2.6), assemble labels in the chosen scheme and put
+them back on the input's exact grid.
+
+Each member runs full-volume on the cropped brain when that fits, else (or after a
+device out-of-memory) with a Gaussian-weighted sliding window over its training patch;
+a GPU that still runs out of memory hands the member to the CPU. Every fallback is
+logged and reported on the case's log line.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit
+
+from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
+from submission.io.nifti import Grid
+from submission.predict import backends
+from submission.predict.backends import BackendError
+from submission.predict.bundle import (
+    Manifest,
+    Member,
+    load_bundle,
+    read_manifest,
+    region_thresholds,
+)
+from submission.predict.ensemble import ENSEMBLE_METHODS, ensemble
+from submission.predict.postprocess import ET_REPLACEMENTS, postprocess
+from submission.predict.preprocess import CropInfo, preprocess_case, uncrop
+from submission.predict.runner import CaseOutput
+from submission.predict.sliding_window import flip_tta, predict_volume
+from submission.predict.tumour_window import extract_window, paste_window, tumour_window_start
+
+log = logging.getLogger(__name__)
+
+#: Activation memory assumed per input voxel when ``max_memory_gb`` decides between the
+#: full volume and a sliding window: ONNX Runtime peaks at about 330 B/voxel for a
+#: SegResNet with 16 filters in fp32 (1.5 GB at 152 x 200 x 152); 1 KiB covers the papers'
+#: 32- and 64-filter networks.
+BYTES_PER_VOXEL = 1024
+DEFAULT_PATCH = (128, 128, 128)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What to compute; ``None`` fields take the bundle's recommended values.
+
+    Attributes:
+        ensemble: ``mean``, ``vote`` or ``confidence``.
+        top_k: members averaged by ``confidence`` (default ceil(N/2) per region).
+        et_threshold: ET minimum volume in voxels (0 disables).
+        et_replace: what removed ET becomes, ``necrosis`` or ``background``.
+        threshold: probability above which a voxel belongs to a region, one for all or
+            one per region (:func:`submission.predict.bundle.region_thresholds`).
+        labels: label scheme written.
+        tta: mirroring test-time augmentation (8 flips).
+        overlap: sliding-window overlap.
+        max_memory_gb: activation memory allowed per member call; above it the
+            sliding window is used from the start (None: try the full volume).
+    """
+
+    ensemble: str | None = None
+    top_k: int | None = None
+    et_threshold: int | None = None
+    et_replace: str | None = None
+    threshold: float | dict[str, float] | None = None
+    labels: str | None = None
+    tta: bool = False
+    overlap: float | None = None
+    max_memory_gb: float | None = None
+
+    def resolve(self, manifest: Manifest) -> PredictOptions:
+        """These options with every None replaced by the manifest's recommendation."""
+        rec = manifest.recommended
+        defaults = {
+            "ensemble": rec.ensemble,
+            "top_k": rec.top_k,
+            "et_threshold": rec.et_threshold,
+            "et_replace": rec.et_replace,
+            "threshold": rec.threshold,
+            "labels": manifest.label_scheme,
+            "overlap": rec.overlap,
+        }
+        resolved = replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+        _check_options(resolved, manifest)
+        return resolved
+
+
+def _check_options(options: PredictOptions, manifest: Manifest) -> None:
+    if options.ensemble not in ENSEMBLE_METHODS:
+        raise ValueError(
+            f"ensemble {options.ensemble!r} is not one of {', '.join(ENSEMBLE_METHODS)}"
+        )
+    if options.et_replace not in ET_REPLACEMENTS:
+        raise ValueError(f"ET replacement must be one of {', '.join(ET_REPLACEMENTS)}")
+    get_scheme(options.labels)
+    if options.et_threshold < 0:
+        raise ValueError(f"ET threshold must be >= 0 voxels, got {options.et_threshold}")
+    region_thresholds(options.threshold)
+    if not 0 <= options.overlap < 1:
+        raise ValueError(f"overlap must lie in [0, 1), got {options.overlap}")
+    if options.top_k is not None:
+        fewest = manifest.fewest_members
+        if not 1 <= options.top_k <= fewest:
+            raise ValueError(
+                f"top-k must lie in 1..{fewest}: the bundle has {fewest} member(s) for its "
+                "least covered region"
+            )
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how the members run (see :mod:`submission.predict.backends`)."""
+
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+
+
+@dataclass
+class Prepared:
+    """A case after :meth:`Engine.prepare`: the network input and how to undo the crop."""
+
+    image_cdhw: np.ndarray
+    crop: CropInfo
+    seconds: float
+
+
+@dataclass
+class _Slot:
+    """A member's loaded model, and its CPU copy once a GPU ran out of memory."""
+
+    member: Member
+    model: backends.Model
+    cpu_model: backends.Model | None = None
+
+
+class Engine:
+    """A loaded bundle; :meth:`prepare` then :meth:`segment` each case (a runner Pipeline)."""
+
+    def __init__(
+        self,
+        bundle_dir: Path,
+        options: PredictOptions | None = None,
+        runtime: RuntimeOptions | None = None,
+    ) -> None:
+        start = time.perf_counter()
+        self.bundle_dir = Path(bundle_dir)
+        runtime = runtime or RuntimeOptions()
+        self.runtime = runtime
+        device = backends.resolve_device(runtime.device)
+        try:
+            self._start(device)
+        except BackendError as exc:
+            # A GPU the driver reports but the runtime cannot use (driver older than the
+            # image's CUDA, missing libraries): with --device auto, run on the CPU instead.
+            if runtime.device != "auto" or device == "cpu":
+                raise
+            log.warning("cannot use the GPU (%s); running on the CPU instead", exc)
+            self._start("cpu")
+        self.options = (options or PredictOptions()).resolve(self.manifest)
+        self.scheme = get_scheme(self.options.labels)
+        self.channel_order = [MODALITIES.index(c) for c in self.manifest.channels]
+        log.info(
+            "bundle %s: %d member(s) on %s with %s (%s) in %.1f s; ensemble %s, ET threshold "
+            "%d, labels %s%s",
+            self.bundle_dir,
+            len(self.slots),
+            self.device,
+            self.backend,
+            self.precision,
+            time.perf_counter() - start,
+            self.options.ensemble,
+            self.options.et_threshold,
+            self.options.labels,
+            ", TTA" if self.options.tta else "",
+        )
+
+    def _start(self, device: str) -> None:
+        """Choose backend and precision for ``device``, verify the files, open every member."""
+        manifest = read_manifest(self.bundle_dir)
+        formats = manifest.formats
+        self.device = device
+        self.backend = backends.resolve_backend(self.runtime.backend, device, formats)
+        self.precision = backends.resolve_precision(
+            self.runtime.precision, device, self.backend, formats
+        )
+        self.file_format = backends.file_format(self.backend, self.precision)
+        self.manifest = load_bundle(self.bundle_dir, formats=(self.file_format,))
+        self.slots = [
+            _Slot(m, self._open(m, self.backend, device, self.precision))
+            for m in self.manifest.members
+        ]
+
+    def _open(self, member: Member, backend: str, device: str, precision: str):
+        fmt = backends.file_format(backend, precision)
+        path = self.bundle_dir / member.files[fmt].path
+        return backends.open_model(path, backend, device, precision, self.runtime.threads)
+
+    # -- per case -------------------------------------------------------------------
+
+    def prepare(self, image_cdhw: np.ndarray, grid: Grid) -> Prepared:
+        """Crop and normalise a case (MODALITIES order in, the bundle's channel order out)."""
+        start = time.perf_counter()
+        image, crop = preprocess_case(image_cdhw, self._preprocessing)
+        return Prepared(image[self.channel_order], crop, time.perf_counter() - start)
+
+    def segment(self, prepared: Prepared) -> CaseOutput:
+        """Labels of one prepared case on its original grid, with stage timings."""
+        warnings: list[str] = []
+        timings = {"preprocess": prepared.seconds}
+        probs = self.member_probabilities(prepared, warnings, timings)
+        tick = time.perf_counter()
+        regions = self.ensemble(probs, self.options)
+        timings["ensemble"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        labels_dhw = self.labels(regions, prepared.crop, self.options)
+        et_voxels = int(np.count_nonzero(labels_dhw == self.scheme.labels["ET"]))
+        timings["postprocess"] = time.perf_counter() - tick
+        return CaseOutput(labels_dhw, timings, warnings, et_voxels)
+
+    def member_probabilities(
+        self,
+        prepared: Prepared,
+        warnings: list[str],
+        timings: dict[str, float] | None = None,
+        keep: Callable[[Member], bool] = lambda member: True,
+    ) -> dict[str, list[np.ndarray]]:
+        """Each segmentation member's float32 probabilities (d, h, w) on the cropped case,
+        per region, in manifest order, after stage-1 localisation; only the members (of
+        both stages) that ``keep`` accepts run (``bratskit tune``'s out-of-fold mode)."""
+        timings = {} if timings is None else timings
+        image = prepared.image_cdhw
+        tick = time.perf_counter()
+        window = self._localise(image, warnings, keep)
+        timings["localise"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        probs: dict[str, list[np.ndarray]] = {r: [] for r in TUMOUR_REGIONS}
+        stage_image = image if window is None else extract_window(image, window, self._size)
+        for slot in self._slots("segmentation", keep):
+            member_probs = self._predict(slot, stage_image, warnings)
+            if window is not None:
+                member_probs = paste_window(member_probs, window, image.shape[1:])
+            for region, p in zip(slot.member.regions, member_probs):
+                probs[region].append(p)
+        timings["members"] = time.perf_counter() - tick
+        return probs
+
+    def labels(self, regions_rdhw: np.ndarray, crop: CropInfo, options: PredictOptions):
+        """uint8 labels on the case's grid from ensembled region masks: ET threshold, the
+        label scheme of ``options``, uncropped."""
+        labels = postprocess(
+            regions_rdhw, get_scheme(options.labels), options.et_threshold, options.et_replace
+        )
+        return uncrop(labels, crop, fill=0).astype(np.uint8)
+
+    @functools.cached_property
+    def _preprocessing(self):
+        """The manifest's preprocessing without its padding to a divisor: each member pads
+        to its own size rule in :func:`predict_volume`, so a network of stride 8 is not run
+        on a volume padded to 16 (a 240 x 240 x 155 brain: 152 x 200 x 152 voxels instead
+        of 160 x 208 x 160, 13 % less compute). Brain voxels and their z-scores are the same."""
+        return replace(self.manifest.preprocessing, divisor=1)
+
+    @property
+    def _size(self) -> tuple[int, int, int]:
+        return self.manifest.localization
+
+    def _slots(self, stage: str, keep: Callable[[Member], bool] = lambda m: True) -> list[_Slot]:
+        return [s for s in self.slots if s.member.stage == stage and keep(s.member)]
+
+    def _localise(
+        self, image: np.ndarray, warnings: list[str], keep: Callable[[Member], bool]
+    ) -> tuple[int, int, int] | None:
+        """Start of the stage-2 window (paper 002, 2.3), or None without a localisation stage."""
+        stage1 = self._slots("localization", keep)
+        if not stage1:
+            return None
+        wt = [self._predict(slot, image, warnings)[0] for slot in stage1]
+        wt_threshold = region_thresholds(self.options.threshold)["WT"]
+        mask = ensemble(np.stack(wt)[:, None], "mean", wt_threshold)[0]
+        if not mask.any():
+            warnings.append("stage 1 found no tumour: stage 2 ran on the brain-centred window")
+            log.warning("localisation: %s", warnings[-1])
+        return tumour_window_start(mask, self._size)
+
+    def ensemble(self, probs: dict[str, list[np.ndarray]], options: PredictOptions) -> np.ndarray:
+        """Region masks (R, d, h, w) in the region order of ``options``' label scheme."""
+        scheme = get_scheme(options.labels)
+        thresholds = region_thresholds(options.threshold)
+        shape = next(iter(probs.values()))[0].shape
+        out = np.zeros((len(scheme.region_names), *shape), dtype=bool)
+        for i, region in enumerate(scheme.region_names):
+            if region not in probs:  # e.g. the resection cavity, which no model predicts
+                continue
+            stacked = np.stack(probs[region])[:, None]
+            out[i] = ensemble(stacked, options.ensemble, thresholds[region], options.top_k)[0]
+        return out
+
+    # -- one member, with its fallbacks ------------------------------------------------
+
+    def _predict(self, slot: _Slot, image: np.ndarray, warnings: list[str]) -> np.ndarray:
+        """float32 probabilities (R_member, d, h, w) of one member, TTA included."""
+        for plan, model, patch in self._plans(slot, image.shape[1:]):
+            try:
+                return self._run(slot.member, model, patch, image)
+            except backends.DeviceOutOfMemory as exc:
+                message = f"{slot.member.name}: out of memory ({plan}), falling back"
+                warnings.append(message)
+                log.warning("%s: %s", message, exc)
+        raise backends.DeviceOutOfMemory(
+            f"{slot.member.name} ran out of memory even with a sliding window on the CPU"
+        )
+
+    def _plans(self, slot: _Slot, shape: tuple[int, ...]):
+        """(description, model, patch) to try in order: full volume, sliding, CPU."""
+        member = slot.member
+        patch = member.patch or member.size_rule.fit(DEFAULT_PATCH)
+        fixed = any(f is not None for f in member.size_rule.fixed)
+        padded = member.size_rule.fit(shape)
+        budget = self.options.max_memory_gb
+        fits = budget is None or math.prod(padded) * BYTES_PER_VOXEL <= budget * 2**30
+        if fixed:
+            # A fixed axis (effunet's slice count) slides along that axis only.
+            patch = member.size_rule.fixed
+            yield "sliding window on the fixed axis", slot.model, patch
+        elif fits:
+            yield "full volume", slot.model, None
+            yield "sliding window", slot.model, patch
+        else:
+            yield "sliding window", slot.model, patch
+        if slot.model.device != "cpu":
+            if slot.cpu_model is None:
+                backend = backends.resolve_backend("auto", "cpu", set(member.files))
+                slot.cpu_model = self._open(member, backend, "cpu", "fp32")
+            yield "sliding window on the CPU", slot.cpu_model, patch
+
+    def _run(self, member: Member, model, patch, image: np.ndarray) -> np.ndarray:
+        forward = model if member.outputs == "probabilities" else _sigmoid(model)
+        predict = functools.partial(
+            predict_volume,
+            forward=forward,
+            rule=member.size_rule,
+            patch_dhw=patch,
+            overlap=self.options.overlap,
+        )
+        try:
+            return flip_tta(image, predict) if self.options.tta else predict(image)
+        finally:
+            model.release()  # members run one after another: one member's buffers at a time
+
+
+def _sigmoid(model):
+    """A forward that turns a logits model's output into probabilities."""
+
+    def forward(batch_ncdhw: np.ndarray) -> np.ndarray:
+        return expit(model(batch_ncdhw)).astype(np.float32)
+
+    return forward

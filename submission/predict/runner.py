@@ -1,0 +1,248 @@
+"""The per-case loop of a container run: discover, load, segment, write, isolate failures.
+
+One failing case never stops the others, nothing but ``<case-id>.nii.gz`` files are
+ever written to the output folder, and each is written atomically, so a failure
+leaves nothing partial behind. The segmenter (the model bundle's ensemble, from the
+inference engine) is passed in, either as a plain function or as a :class:`Pipeline`
+whose ``prepare`` step (preprocessing) runs with the loading.
+
+I/O overlaps compute: while case *i* is segmented, one thread reads and prepares case
+*i + 1* (at most one case ahead, to bound memory) and another writes case *i - 1*.
+nibabel's gzip decoding, numpy and the backends release the GIL for their heavy parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from submission.brats import prediction_filename
+from submission.io.cases import Case, CaseError, discover_cases, load_case
+from submission.io.nifti import Grid, write_label_map
+
+log = logging.getLogger(__name__)
+
+#: image_cdhw (float32, 4 x D x H x W, canonical modality order) and its grid -> uint8 labels.
+Segmenter = Callable[[np.ndarray, Grid], np.ndarray]
+
+
+@dataclass
+class CaseOutput:
+    """What segmenting one case produced.
+
+    Attributes:
+        labels_dhw: uint8 label map on the input grid.
+        timings: seconds per stage (preprocess, localise, members, ensemble, ...).
+        warnings: things the log line should say (fallbacks, an empty stage 1).
+        et_voxels: enhancing-tumour voxels written, when known.
+        grid: the input's grid, set by the runner for the writer.
+    """
+
+    labels_dhw: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    et_voxels: int | None = None
+    grid: Grid | None = None
+
+
+class Pipeline(Protocol):
+    """A segmenter in two steps; ``prepare`` runs in the loading thread, ahead of time."""
+
+    def prepare(self, image_cdhw: np.ndarray, grid: Grid) -> Any:
+        """Per-case work that needs no model (cropping, normalising)."""
+
+    def segment(self, prepared: Any) -> CaseOutput:
+        """The models, ensemble and post-processing of one prepared case."""
+
+
+class _FunctionPipeline:
+    """A plain :data:`Segmenter` as a :class:`Pipeline`."""
+
+    def __init__(self, segment: Segmenter) -> None:
+        self._segment = segment
+
+    def prepare(self, image_cdhw: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
+        return image_cdhw, grid
+
+    def segment(self, prepared: tuple[np.ndarray, Grid]) -> CaseOutput:
+        return CaseOutput(np.asarray(self._segment(*prepared)))
+
+
+class OutputError(OSError):
+    """The output folder cannot be used; nothing was written."""
+
+
+@dataclass
+class RunReport:
+    """What a run did: case ids written, and failed case ids with their reason."""
+
+    written: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every case found got its output."""
+        return not self.failed
+
+
+def check_output_folder(output_dir: Path) -> None:
+    """Create ``output_dir`` if needed and prove it is writable with a probe file that
+    does not end in ``.nii.gz`` (removed at once).
+
+    Raises:
+        OutputError: it cannot be created or written.
+    """
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".bratskit-write-test-", dir=output_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"output folder {output_dir} is not writable ({exc.strerror or exc}); "
+            "mount it read-write and writable by the container's user"
+        ) from None
+
+
+def run_cases(
+    input_dir: Path, output_dir: Path, segment: Segmenter | Pipeline, overlap_io: bool = True
+) -> RunReport:
+    """Segment every case of ``input_dir`` into ``output_dir``.
+
+    Args:
+        segment: a :data:`Segmenter` function or a :class:`Pipeline`.
+        overlap_io: read the next case and write the previous one in background
+            threads while a case is segmented.
+
+    Raises:
+        InputError: no case found, or the input folder is missing.
+        OutputError: the output folder is not writable.
+    """
+    check_output_folder(output_dir)
+    pipeline = segment if hasattr(segment, "prepare") else _FunctionPipeline(segment)
+    found = discover_cases(input_dir)
+    for warning in found.warnings:
+        log.warning(warning)
+    report = RunReport()
+    for error in found.errors:
+        log.error("FAILED %s", error)
+        report.failed[error.case_id] = error.problem
+    start = time.perf_counter()
+    workers = 1 if overlap_io else 0
+    with (
+        _Executor(workers, "bratskit-read") as reader,
+        _Executor(workers, "bratskit-write") as writer,
+    ):
+        pending: list[tuple[Case, CaseOutput, float, Future]] = []
+        cases = list(found.cases)
+        ahead = reader.submit(_prepare, pipeline, cases[0]) if cases else None
+        for i, case in enumerate(cases):
+            loaded = ahead
+            ahead = reader.submit(_prepare, pipeline, cases[i + 1]) if i + 1 < len(cases) else None
+            segmented = _segment(case, pipeline, loaded, report)
+            if segmented is not None:
+                out, seconds = segmented
+                path = Path(output_dir) / prediction_filename(case.case_id)
+                pending.append((case, out, seconds, writer.submit(_write, out, path)))
+            pending = _finish(pending, report, wait=False)
+        _finish(pending, report, wait=True)
+    report.wall_seconds = time.perf_counter() - start
+    log.info(
+        "%d of %d cases written in %.1f s%s",
+        len(report.written),
+        len(report.written) + len(report.failed),
+        report.wall_seconds,
+        f"; failed: {', '.join(sorted(report.failed))}" if report.failed else "",
+    )
+    return report
+
+
+class _Executor(ThreadPoolExecutor):
+    """A one-thread executor, or (``workers`` 0) one that runs each call at once."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        super().__init__(max(workers, 1), thread_name_prefix=name)
+        self.inline = workers == 0
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        if not self.inline:
+            return super().submit(fn, *args, **kwargs)
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+def _prepare(pipeline: Pipeline, case: Case) -> tuple[Any, float, Grid]:
+    """Read and prepare one case (in the reading thread); returns the seconds it took."""
+    start = time.perf_counter()
+    image_cdhw, grid = load_case(case)
+    prepared = pipeline.prepare(image_cdhw, grid)
+    return prepared, time.perf_counter() - start, grid
+
+
+def _segment(case: Case, pipeline: Pipeline, loaded: Future, report: RunReport):
+    """The case's output and seconds so far, or None after recording its failure."""
+    try:
+        prepared, read_seconds, grid = loaded.result()
+        start = time.perf_counter()
+        out = pipeline.segment(prepared)
+        out.timings = {"read": read_seconds, **out.timings}
+        out.grid = grid
+        return out, read_seconds + time.perf_counter() - start
+    except CaseError as exc:
+        log.error("FAILED %s", exc)
+        report.failed[case.case_id] = exc.problem
+    except Exception as exc:  # one case's failure must never stop the others
+        log.exception("FAILED case %s: %s", case.case_id, exc)
+        report.failed[case.case_id] = f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _write(out: CaseOutput, path: Path) -> float:
+    start = time.perf_counter()
+    write_label_map(out.labels_dhw, out.grid, path)
+    return time.perf_counter() - start
+
+
+def _finish(pending, report: RunReport, wait: bool):
+    """Record the writes that are done (all of them with ``wait``); returns the others."""
+    left = []
+    for case, out, seconds, future in pending:
+        if not (wait or future.done()):
+            left.append((case, out, seconds, future))
+            continue
+        try:
+            out.timings["write"] = future.result()
+        except Exception as exc:
+            log.error("FAILED case %s: cannot write its output: %s", case.case_id, exc)
+            report.failed[case.case_id] = f"write failed: {exc}"
+            continue
+        report.seconds[case.case_id] = seconds + out.timings["write"]
+        report.timings[case.case_id] = dict(out.timings)
+        report.written.append(case.case_id)
+        log.info("ok %s", case_line(case.case_id, report.seconds[case.case_id], out))
+    return left
+
+
+def case_line(case_id: str, seconds: float, out: CaseOutput) -> str:
+    """``<id> 12.3 s (read 1.2, preprocess 0.4, ...) ET 1234 voxels; <warnings>``."""
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in out.timings.items())
+    et = "" if out.et_voxels is None else f" ET {out.et_voxels} voxels"
+    notes = f"; {'; '.join(out.warnings)}" if out.warnings else ""
+    return f"{case_id} {seconds:.1f} s ({stages}){et}{notes}"

@@ -1,0 +1,295 @@
+"""``bratskit tune``: choose a bundle's ensemble method, top-k, ET threshold and per-region
+probability thresholds on labelled cases, and store the winner as the bundle's
+recommended defaults.
+
+This is how paper 002 chose its ET minimum volume (section 2.6, Table 1: thresholds 100,
+400 and 600 scored, 600 kept) and compared its regression and classification voting
+ensembles (section 2.5); paper 004 (section 3.2) averages the top N/2 most confident
+members. The probability threshold of each region (0.5 by default) is tuned too: small
+networks trained briefly are often under-confident on the oedema border, and a lower WT
+threshold recovers it without touching TC and ET. Every candidate is scored on the same
+member probabilities, computed once per case, so the grid costs one prediction per case.
+
+Two modes:
+
+* **out-of-fold** (``splits`` given, the run's ``splits.json``): each training case is
+  predicted only by the members of the fold that held it out, so no network scores a case
+  it trained on. The ensemble then combines that fold's members (with one member per fold
+  the three methods coincide and only the ET threshold matters); confidence uses its
+  default k, because k over one fold's members does not carry over to all folds.
+* **held-out** (no splits): the cases are a tuning set no member trained on; every member
+  predicts every case, and confidence is also scored for each k from 1 to N.
+
+The score is the mean over cases of the mean 2021 Dice of WT, TC and ET (CONTRACT.md 5:
+both empty gives 1, so an ET threshold that empties a false-positive ET on a case without
+ET earns its point). HD95 is not computed for every candidate. Ties keep the bundle's
+current defaults, then the earlier candidate (mean, vote, confidence; smaller k; smaller
+ET threshold; larger probability thresholds).
+
+Scores are exact, not approximations: each candidate's regions go through the runtime's
+own :func:`submission.predict.postprocess.postprocess` on the cropped case, and voxels of the
+reference outside the crop count as missed, as on the full grid (a test checks equality
+with ``predict`` followed by ``evaluate``). The ET threshold either keeps or removes a
+case's ET, so each probability-threshold choice needs two post-processings per case,
+whatever the number of ET thresholds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
+from submission.evaluation.folders import find_references
+from submission.evaluation.overlap_2021 import dice
+from submission.io.cases import discover_cases, load_case
+from submission.io.nifti import read_label_map
+from submission.predict.bundle import region_thresholds
+from submission.predict.engine import Engine
+from submission.predict.ensemble import ENSEMBLE_METHODS, ensemble
+from submission.predict.postprocess import postprocess
+from submission.predict.preprocess import crop
+
+log = logging.getLogger(__name__)
+
+#: ET minimum volumes scored by default (voxels): 002's 100, 400 and 600, and neighbours.
+ET_THRESHOLDS = (0, 50, 100, 200, 300, 400, 500, 600, 800, 1000)
+#: Probability thresholds scored for each region.
+PROBABILITY_THRESHOLDS = (0.3, 0.4, 0.5)
+
+
+class TuningError(ValueError):
+    """No case to tune on: no references, or no case in the splits."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One choice of defaults; ``top_k`` None is the confidence default, ceil(N/2);
+    ``threshold`` is the probability threshold of WT, TC and ET."""
+
+    ensemble: str
+    top_k: int | None
+    et_threshold: int
+    threshold: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __str__(self) -> str:
+        k = f" k={self.top_k}" if self.ensemble == "confidence" and self.top_k else ""
+        p = "/".join(f"{t:g}" for t in self.threshold)
+        return f"{self.ensemble}{k}, ET {self.et_threshold}, p {p}"
+
+    @property
+    def recommended_threshold(self) -> float | dict[str, float]:
+        """As the manifest stores it: one number when the three agree."""
+        if len(set(self.threshold)) == 1:
+            return self.threshold[0]
+        return dict(zip(TUMOUR_REGIONS, self.threshold))
+
+
+@dataclass
+class TuneResult:
+    """Per candidate, the Dice of each region for each case (cases x 3)."""
+
+    mode: str
+    cases: list[str]
+    current: Candidate
+    dice: dict[Candidate, list[list[float]]] = field(default_factory=dict)
+
+    def score(self, candidate: Candidate) -> float:
+        """Mean over cases of the mean Dice of WT, TC and ET."""
+        return float(np.mean(self.dice[candidate]))
+
+    def region_means(self, candidate: Candidate) -> list[float]:
+        return np.mean(self.dice[candidate], axis=0).tolist()
+
+    @property
+    def best(self) -> Candidate:
+        """The highest score; ties keep the current defaults, then the earlier candidate."""
+        order = [self.current, *(c for c in self.dice if c != self.current)]
+        ranked = max(enumerate(order), key=lambda ic: (round(self.score(ic[1]), 10), -ic[0]))
+        return ranked[1]
+
+    def table(self, top: int = 15) -> str:
+        """The ``top`` candidates' mean Dice per region and overall, best first, and the
+        current defaults' row wherever it ranks."""
+        ranked = sorted(self.dice, key=lambda c: -self.score(c))
+        rows = ranked[:top] + ([self.current] if self.current not in ranked[:top] else [])
+        best = self.best
+        lines = [f"{'rank':>4}  {'candidate':<36} {'WT':>7} {'TC':>7} {'ET':>7} {'mean':>7}"]
+        for c in rows:
+            wt, tc, et = self.region_means(c)
+            marks = " <- best" if c == best else ""
+            marks += " (current)" if c == self.current else ""
+            lines.append(
+                f"{ranked.index(c) + 1:>4}  {c!s:<36} {wt:7.4f} {tc:7.4f} {et:7.4f} "
+                f"{self.score(c):7.4f}{marks}"
+            )
+        lines.append(f"({len(ranked)} candidates)")
+        return "\n".join(lines)
+
+    def to_json(self, path: Path) -> None:
+        rows = [
+            {
+                **vars(c),
+                "dice": dict(zip(TUMOUR_REGIONS, self.region_means(c))),
+                "score": self.score(c),
+            }
+            for c in self.dice
+        ]
+        best = vars(self.best)
+        Path(path).write_text(
+            json.dumps(
+                {
+                    "mode": self.mode,
+                    "cases": self.cases,
+                    "current": vars(self.current),
+                    "best": best,
+                    "candidates": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+
+
+def candidates(
+    n_members: int,
+    per_k: bool,
+    et_thresholds: Sequence[int],
+    probability_thresholds: Sequence[float] = PROBABILITY_THRESHOLDS,
+) -> list[Candidate]:
+    """The grid: each ensemble method (confidence for each k when ``per_k``) x ET threshold
+    x a probability threshold per region."""
+    choices: list[tuple[str, int | None]] = [("mean", None), ("vote", None)]
+    if per_k:
+        choices += [("confidence", k) for k in range(1, n_members + 1)]
+    else:
+        choices.append(("confidence", None))
+    assert {m for m, _ in choices} == set(ENSEMBLE_METHODS)
+    per_region = sorted(set(probability_thresholds), reverse=True)
+    return [
+        Candidate(m, k, t, p)
+        for m, k in choices
+        for t in sorted(set(et_thresholds))
+        for p in itertools.product(per_region, repeat=len(TUMOUR_REGIONS))
+    ]
+
+
+def read_splits(path: Path) -> dict[str, int]:
+    """Case id -> the fold that holds it out, from a run's ``splits.json``."""
+    raw = json.loads(Path(path).read_text())
+    return {case_id: fold for fold, ids in enumerate(raw["folds"]) for case_id in ids}
+
+
+def score_candidates(
+    engine: Engine,
+    data_dir: Path,
+    splits: dict[str, int] | None = None,
+    et_thresholds: Sequence[int] = ET_THRESHOLDS,
+    probability_thresholds: Sequence[float] = PROBABILITY_THRESHOLDS,
+) -> TuneResult:
+    """Score every candidate on the labelled cases of ``data_dir`` (see the module doc).
+
+    Raises:
+        TuningError: no case has a reference (or, out of fold, a fold).
+    """
+    try:
+        references = find_references(data_dir)
+    except ValueError as exc:  # no reference label map at all
+        raise TuningError(str(exc)) from None
+    cases = [c for c in discover_cases(data_dir).cases if c.case_id in references]
+    if splits is not None:
+        cases = [c for c in cases if c.case_id in splits]
+    if not cases:
+        where = " that the splits hold out" if splits is not None else ""
+        raise TuningError(f"no case with a reference label map{where} in {data_dir}")
+    current = _current(engine, splits is None)
+    grid = candidates(
+        engine.manifest.fewest_members if splits is None else 0,
+        splits is None,
+        [*et_thresholds, current.et_threshold],
+        [*probability_thresholds, *current.threshold],
+    )
+    if current not in grid:
+        grid.insert(0, current)
+    result = TuneResult("out-of-fold" if splits is not None else "held-out", [], current)
+    result.dice = {c: [] for c in grid}
+    for i, case in enumerate(cases, 1):
+        fold = None if splits is None else splits[case.case_id]
+        _score_case(engine, case, references[case.case_id], fold, result)
+        result.cases.append(case.case_id)
+        log.info("tune: %d/%d %s", i, len(cases), case.case_id)
+    return result
+
+
+def _current(engine: Engine, per_k: bool) -> Candidate:
+    rec = engine.manifest.recommended
+    k = None
+    if rec.ensemble == "confidence" and per_k:
+        k = rec.top_k or math.ceil(engine.manifest.fewest_members / 2)
+    thresholds = region_thresholds(rec.threshold)
+    return Candidate(
+        rec.ensemble, k, rec.et_threshold, tuple(thresholds[r] for r in TUMOUR_REGIONS)
+    )
+
+
+def _score_case(
+    engine: Engine, case, reference: Path, fold: int | None, result: TuneResult
+) -> None:
+    """Append every candidate's WT, TC and ET Dice for one case to ``result``."""
+    image, grid = load_case(case)
+    prepared = engine.prepare(image, grid)
+    keep = (lambda m: True) if fold is None else (lambda m: m.fold == fold)
+    probs = engine.member_probabilities(prepared, [], keep=keep)
+    info = prepared.crop
+    ref_full = _reference_regions(reference, case.year, grid.shape)
+    ref = crop(ref_full, info)
+    outside = ref_full.sum(axis=(1, 2, 3)) - ref.sum(axis=(1, 2, 3))
+    inside = crop(np.ones(grid.shape, dtype=bool), info)  # not the crop's zero padding
+    scheme = get_scheme(engine.options.labels)
+    replace_with = engine.options.et_replace
+
+    def region_dice(regions_rdhw: np.ndarray, et_threshold: int) -> list[float]:
+        labels = postprocess(regions_rdhw, scheme, et_threshold, replace_with)
+        pred = labels_to_regions(labels, scheme)[: len(TUMOUR_REGIONS)] & inside
+        return [_dice(pred[r], ref[r], int(outside[r])) for r in range(len(TUMOUR_REGIONS))]
+
+    groups: dict[tuple, list[Candidate]] = {}
+    for c in result.dice:
+        groups.setdefault((c.ensemble, c.top_k, c.threshold), []).append(c)
+    masks: dict[tuple, np.ndarray] = {}
+    for (method, k, thresholds), group in groups.items():
+        regions = np.zeros((len(scheme.region_names), *info.out_shape), dtype=bool)
+        for region, t in zip(TUMOUR_REGIONS, thresholds):
+            key = (method, k, region, t)
+            if key not in masks:
+                stacked = np.stack(probs[region])[:, None]
+                masks[key] = ensemble(stacked, method, t, k)[0]
+            regions[scheme.region_names.index(region)] = masks[key]
+        et_voxels = int(np.count_nonzero(regions[scheme.region_names.index("ET")]))
+        kept = region_dice(regions, 0)
+        removed = region_dice(regions, et_voxels + 1) if et_voxels else kept
+        for c in group:
+            result.dice[c].append(removed if 0 < et_voxels < c.et_threshold else kept)
+
+
+def _dice(pred: np.ndarray, ref: np.ndarray, ref_outside: int) -> float:
+    """:func:`dice` on the full grid, from the crop and the reference voxels outside it."""
+    if ref_outside == 0:
+        return dice(pred, ref)
+    total = int(np.count_nonzero(pred)) + int(np.count_nonzero(ref)) + ref_outside
+    return 2.0 * int(np.count_nonzero(pred & ref)) / total
+
+
+def _reference_regions(path: Path, scheme: str, shape: tuple[int, ...]) -> np.ndarray:
+    """WT, TC and ET masks of a reference label map (in its layout's label scheme)."""
+    seg, grid = read_label_map(path)
+    if grid.shape != shape:
+        raise TuningError(f"reference {path} has shape {grid.shape}, its case {shape}")
+    return labels_to_regions(seg, scheme)[: len(TUMOUR_REGIONS)]

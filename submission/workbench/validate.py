@@ -1,0 +1,155 @@
+"""Input and output folders checked by the challenge rules (CONTRACT.md sections 1 and 3).
+
+Output rules: exactly one ``<case-id>.nii.gz`` per input case and nothing else;
+each readable, 3-D, integer-valued, labels within the scheme, and on the input's
+exact grid (shape, and every coded transform equal to the input's affine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from submission.brats import LabelScheme, get_scheme, parse_filename, prediction_filename
+from submission.io.cases import (
+    AFFINE_TOLERANCE,
+    CaseError,
+    InputError,
+    discover_cases,
+    load_case,
+    read_case_grid,
+)
+from submission.io.nifti import Grid, NiftiError, read_label_map
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One checked item (a case or an output file): ``problem`` is None when it is valid."""
+
+    subject: str
+    problem: str | None = None
+
+
+@dataclass
+class Report:
+    """All findings of a validation, with warnings that do not make it fail."""
+
+    findings: list[Finding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every finding is valid."""
+        return all(f.problem is None for f in self.findings)
+
+    @property
+    def failures(self) -> list[Finding]:
+        """Findings with a problem."""
+        return [f for f in self.findings if f.problem is not None]
+
+    def lines(self) -> list[str]:
+        """Human-readable lines: warnings, then one line per finding."""
+        out = [f"warning: {w}" for w in self.warnings]
+        for f in self.findings:
+            out.append(
+                f"ok    {f.subject}" if f.problem is None else f"FAIL  {f.subject}: {f.problem}"
+            )
+        return out
+
+
+def validate_input(input_dir: Path) -> Report:
+    """Discover and fully load every case (all checks of :func:`load_case`).
+
+    Raises:
+        InputError: the folder is missing or holds no case.
+    """
+    found = discover_cases(input_dir)
+    report = Report(warnings=list(found.warnings))
+    report.findings += [Finding(e.case_id, e.problem) for e in found.errors]
+    for case in found.cases:
+        try:
+            load_case(case)
+            report.findings.append(Finding(case.case_id))
+        except CaseError as exc:
+            report.findings.append(Finding(case.case_id, exc.problem))
+    report.findings.sort(key=lambda f: f.subject)
+    return report
+
+
+def check_label_file(path: Path, scheme: LabelScheme, grid: Grid | None = None) -> list[str]:
+    """Problems of one output label map; an empty list when it is valid.
+
+    Args:
+        path: the ``.nii.gz`` file.
+        scheme: label scheme its values must belong to.
+        grid: the input case's grid; None skips the shape and affine checks.
+    """
+    try:
+        seg, out_grid = read_label_map(path)
+    except NiftiError as exc:
+        return [str(exc).removeprefix(f"{path}: ")]
+    problems = []
+    values = np.unique(seg)
+    bad = sorted(set(values.tolist()) - scheme.valid_labels)
+    if bad:
+        problems.append(
+            f"labels {bad} are not in the {scheme.name} scheme "
+            f"(valid: {sorted(scheme.valid_labels)}); is --labels right?"
+        )
+    if grid is not None:
+        if out_grid.shape != grid.shape:
+            problems.append(f"shape {out_grid.shape} differs from the input's {grid.shape}")
+        for name, (matrix, code) in (
+            ("qform", out_grid.header.get_qform(coded=True)),
+            ("sform", out_grid.header.get_sform(coded=True)),
+        ):
+            if code and not np.allclose(matrix, grid.affine, atol=AFFINE_TOLERANCE):
+                problems.append(f"{name} differs from the input's affine; copy the input header")
+        if not np.allclose(out_grid.affine, grid.affine, atol=AFFINE_TOLERANCE):
+            problems.append("affine differs from the input's (lost or identity affine?)")
+    return list(dict.fromkeys(problems))
+
+
+def _unexpected(name: str, expected: set[str]) -> str:
+    parsed = parse_filename(name)
+    stem = name.removesuffix(".nii.gz")
+    for candidate in (parsed.case_id if parsed else None, stem.rsplit("_", 1)[0]):
+        if candidate and prediction_filename(candidate) in expected:
+            return f"wrong name: rename to {prediction_filename(candidate)}"
+    return "unexpected entry: the output folder may hold only <case-id>.nii.gz files"
+
+
+def validate_output(input_dir: Path, output_dir: Path, labels: str = "2021") -> Report:
+    """Check ``output_dir`` against the cases of ``input_dir``.
+
+    Raises:
+        InputError: the input folder is unusable or the output folder is missing.
+    """
+    scheme = get_scheme(labels)
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise InputError(f"output folder {output_dir} does not exist or is not a folder")
+    found = discover_cases(input_dir)
+    report = Report(warnings=list(found.warnings))
+    grids: dict[str, Grid | None] = {e.case_id: None for e in found.errors}
+    for case in found.cases:
+        try:
+            grids[case.case_id] = read_case_grid(case)
+        except CaseError:
+            grids[case.case_id] = None
+    expected = {prediction_filename(cid): cid for cid in grids}
+    for entry in sorted(output_dir.iterdir()):
+        if entry.name not in expected:
+            report.findings.append(Finding(entry.name, _unexpected(entry.name, set(expected))))
+    for name, case_id in sorted(expected.items()):
+        path = output_dir / name
+        if not path.is_file():
+            report.findings.append(Finding(name, f"missing output for case {case_id}"))
+            continue
+        if grids[case_id] is None:
+            report.warnings.append(f"{name}: input case {case_id} is unusable; grid not checked")
+        problems = check_label_file(path, scheme, grids[case_id])
+        report.findings.append(Finding(name, "; ".join(problems) or None))
+    return report

@@ -1,0 +1,221 @@
+"""Case discovery in the three layouts, loading checks, and the bad-input matrix."""
+
+import gzip
+import shutil
+import stat
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from submission.brats import MODALITIES, modality_filename
+from submission.io.cases import InputError, discover_cases, load_case
+from submission.predict.runner import OutputError, run_cases
+from tests.conftest import LPS_SMALL, small_image, write_case, write_nifti
+
+
+def test_2021_flat_single_case(case_factory):
+    root = case_factory("2021-flat", ["BraTS2021_00042"])
+    found = discover_cases(root)
+    assert [c.case_id for c in found.cases] == ["BraTS2021_00042"]
+    assert found.layouts == {"2021 flat"} and not found.errors
+
+
+def test_2021_folders_ignore_seg_and_warn_on_unrelated(case_factory):
+    root = case_factory("2021-folders", ["BraTS2021_00001", "BraTS2021_00002"])
+    write_nifti(
+        root / "BraTS2021_00001" / "BraTS2021_00001_seg.nii.gz", np.zeros((32, 32, 24), np.uint8)
+    )
+    (root / "BraTS2021_00002" / "notes.txt").write_text("x")
+    found = discover_cases(root)
+    assert [c.case_id for c in found.cases] == ["BraTS2021_00001", "BraTS2021_00002"]
+    assert all("_seg" not in p.name for c in found.cases for p in c.files.values())
+    assert len(found.warnings) == 1 and "notes.txt" in found.warnings[0]
+
+
+def test_2023_folders_case_id_is_folder_name(case_factory, tmp_path):
+    root = case_factory("2023-folders", ["BraTS-GLI-00001-000"])
+    # The orchestrator renames folders: the folder name wins over the file prefix.
+    (root / "BraTS-GLI-00001-000").rename(root / "BraTS-GLI-99999-100")
+    found = discover_cases(root)
+    assert [c.case_id for c in found.cases] == ["BraTS-GLI-99999-100"]
+    assert found.cases[0].year == "2023"
+    assert any("differs from its folder" in w for w in found.warnings)
+
+
+def test_load_case_channel_order_dtype_and_grid(case_factory):
+    root = case_factory("2023-folders", ["BraTS-GLI-00001-000"])
+    case = discover_cases(root).cases[0]
+    image, grid = load_case(case)
+    expected = small_image(0).astype(np.float32)
+    assert image.dtype == np.float32 and image.shape == (4, 32, 32, 24)
+    np.testing.assert_array_equal(image, expected)  # MODALITIES order: t1n, t1c, t2w, t2f
+    np.testing.assert_allclose(grid.affine, LPS_SMALL)
+
+
+def test_real_2023_case_loads(real_data):
+    found = discover_cases(real_data)  # TCGA-FG-6692 is not in a BraTS layout: ignored
+    ids = [c.case_id for c in found.cases]
+    assert "BraTS-GLI-00001-000" in ids
+    image, grid = load_case(found.cases[ids.index("BraTS-GLI-00001-000")])
+    assert image.shape == (4, 240, 240, 155) and grid.spacing == (1.0, 1.0, 1.0)
+
+
+# --- bad input: each problem gives a clear message, the other cases still get outputs ------
+
+
+def _threshold_segmenter(image, grid):
+    """A stand-in for the network: labels bright FLAIR as edema (label 2)."""
+    return (image[MODALITIES.index("t2f")] > 900).astype(np.uint8) * 2
+
+
+def _break_missing(folder, cid):
+    (folder / modality_filename(cid, "t1c", "2021")).unlink()
+
+
+def _break_duplicate(folder, cid):
+    shutil.copy(folder / modality_filename(cid, "t1c", "2021"), folder / f"{cid}_t1ce.nii")
+
+
+def _break_shape(folder, cid):
+    write_nifti(folder / modality_filename(cid, "t2w", "2021"), small_image(shape=(32, 32, 20))[0])
+
+
+def _break_affine(folder, cid):
+    write_nifti(folder / modality_filename(cid, "t2w", "2021"), small_image()[0], np.eye(4))
+
+
+def _break_4d(folder, cid):
+    write_nifti(
+        folder / modality_filename(cid, "t1n", "2021"), small_image()[:2].transpose(1, 2, 3, 0)
+    )
+
+
+def _break_corrupt_gzip(folder, cid):
+    path = folder / modality_filename(cid, "t2f", "2021")
+    data = bytearray(path.read_bytes())
+    data[40:60] = b"\x00" * 20
+    path.write_bytes(bytes(data))
+
+
+def _break_truncated(folder, cid):
+    path = folder / modality_filename(cid, "t2f", "2021")
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _break_nan(folder, cid):
+    image = small_image()[0].astype(np.float32)
+    image[10, 10, 10] = np.nan
+    write_nifti(folder / modality_filename(cid, "t1n", "2021"), image)
+
+
+def _break_inf(folder, cid):
+    image = small_image()[0].astype(np.float32)
+    image[10, 10, 10] = np.inf
+    write_nifti(folder / modality_filename(cid, "t1n", "2021"), image)
+
+
+def _break_all_zero(folder, cid):
+    write_nifti(folder / modality_filename(cid, "t1c", "2021"), np.zeros((32, 32, 24), np.int16))
+
+
+def _break_not_nifti(folder, cid):
+    with gzip.open(folder / modality_filename(cid, "t2w", "2021"), "wb") as fh:
+        fh.write(b"this is not a NIfTI header" * 20)
+
+
+BREAKERS = {
+    "missing modality": (_break_missing, "missing t1c"),
+    "two files for one modality": (_break_duplicate, "2 files for t1c"),
+    "shape mismatch": (_break_shape, "has shape"),
+    "affine mismatch": (_break_affine, "affine differs"),
+    "4-D file": (_break_4d, "must be 3-D"),
+    "corrupt gzip": (_break_corrupt_gzip, "t2f"),
+    "truncated file": (_break_truncated, "t2f"),
+    "NaN voxels": (_break_nan, "NaN or infinite"),
+    "inf voxels": (_break_inf, "NaN or infinite"),
+    "all-zero image": (_break_all_zero, "all zeros"),
+    "not a NIfTI": (_break_not_nifti, "t2w"),
+}
+
+
+@pytest.mark.parametrize("problem", list(BREAKERS))
+def test_bad_case_is_reported_and_others_still_written(problem, case_factory, tmp_path):
+    good, bad = "BraTS2021_00001", "BraTS2021_00002"
+    root = case_factory("2021-folders", [good, bad, "BraTS2021_00003"])
+    breaker, message = BREAKERS[problem]
+    breaker(root / bad, bad)
+    out = tmp_path / "out"
+    report = run_cases(root, out, _threshold_segmenter)
+    assert sorted(report.written) == [good, "BraTS2021_00003"]
+    assert list(report.failed) == [bad] and message in report.failed[bad]
+    # only the good cases' outputs, nothing partial or temporary
+    assert sorted(p.name for p in out.iterdir()) == [f"{good}.nii.gz", "BraTS2021_00003.nii.gz"]
+
+
+@pytest.mark.parametrize("bad_id", ["Bra Ts 01", "a\\b"])
+def test_case_ids_with_spaces_or_separators_are_rejected(bad_id, case_factory, tmp_path):
+    root = case_factory("2021-folders", ["BraTS2021_00001"])
+    write_case(root if "\\" in bad_id else root / bad_id, bad_id)
+    report = run_cases(root, tmp_path / "out", _threshold_segmenter)
+    assert report.written == ["BraTS2021_00001"]
+    assert "no spaces or path separators" in report.failed[bad_id]
+
+
+def test_empty_input_folder_is_an_input_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no BraTS case"):
+        run_cases(tmp_path / "empty", tmp_path / "out", _threshold_segmenter)
+
+
+def test_missing_input_folder_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        discover_cases(tmp_path / "nope")
+
+
+def test_unwritable_output_folder(case_factory, tmp_path):
+    # A regular file where the output folder should be cannot be written, even by root.
+    out = tmp_path / "out"
+    out.write_text("")
+    with pytest.raises(OutputError, match="not writable"):
+        run_cases(case_factory(), out, _threshold_segmenter)
+
+
+def test_segmenter_crash_fails_only_that_case(case_factory, tmp_path):
+    root = case_factory("2021-folders", ["BraTS2021_00001", "BraTS2021_00002"])
+
+    def flaky(image, grid):
+        if image[0, 10, 10, 10] == small_image(1)[0, 10, 10, 10]:
+            raise RuntimeError("out of memory")
+        return np.zeros(grid.shape, np.uint8)
+
+    report = run_cases(root, tmp_path / "out", flaky)
+    assert report.written == ["BraTS2021_00001"]
+    assert "out of memory" in report.failed["BraTS2021_00002"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["BraTS2021_00001.nii.gz"]
+
+
+def test_output_is_uint8_on_input_grid(case_factory, tmp_path):
+    root = case_factory("2021-flat", ["BraTS2021_00042"])
+    run_cases(root, tmp_path / "out", _threshold_segmenter)
+    img = nib.load(tmp_path / "out" / "BraTS2021_00042.nii.gz")
+    assert img.get_data_dtype() == np.uint8 and img.shape == (32, 32, 24)
+    np.testing.assert_allclose(img.affine, LPS_SMALL)
+    assert img.header.get_qform(coded=True)[1] == 2 and img.header.get_sform(coded=True)[1] == 1
+    assert (
+        oct(stat.S_IMODE((tmp_path / "out" / "BraTS2021_00042.nii.gz").stat().st_mode)) == "0o644"
+    )
+
+
+def test_real_tcga_case_as_2021_flat_layout(real_data, tmp_path):
+    root = tmp_path / "input"
+    root.mkdir()
+    for name in ("flair", "t1", "t1ce", "t2"):
+        (root / f"TCGA-FG-6692_{name}.nii.gz").symlink_to(
+            real_data / "TCGA-FG-6692" / "images" / f"{name}.nii.gz"
+        )
+    found = discover_cases(root)
+    assert found.layouts == {"2021 flat"} and [c.case_id for c in found.cases] == ["TCGA-FG-6692"]
+    image, grid = load_case(found.cases[0])
+    assert image.shape == (4, 240, 240, 155)
+    np.testing.assert_allclose(grid.affine[1, 3], 239)

@@ -1,0 +1,112 @@
+"""``bratskit bundle``: verify and describe a bundle, copy the files of some formats (what
+``make build`` bakes into the image)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from submission.predict.bundle import ModelFile, load_bundle, read_manifest, sha256_file
+from tests.submission.predict.onnx_bundles import channel_bundle, pointwise_member, write_bundle
+
+
+def bratskit(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "submission", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def two_format_bundle(root: Path) -> Path:
+    """channel_bundle whose members also list an ``onnx-fp16`` file (a copy, for the test)."""
+    bundle = channel_bundle(root)
+    manifest = read_manifest(bundle)
+    members = []
+    for m in manifest.members:
+        src = bundle / m.files["onnx"].path
+        fp16 = src.with_name(src.stem + ".fp16.onnx")
+        shutil.copy(src, fp16)
+        rel = str(fp16.relative_to(bundle))
+        files = {**m.files, "onnx-fp16": ModelFile(rel, sha256_file(fp16), "fp16")}
+        members.append(replace(m, files=files))
+    return write_bundle(bundle, members)
+
+
+def test_verifies_and_describes(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    result = bratskit("bundle", bundle)
+    assert result.returncode == 0, result.stderr
+    assert "label scheme      2021" in result.stdout and "seg/fold2" in result.stdout
+
+
+def test_json_summary_names_the_manifest_sha256(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    result = bratskit("bundle", bundle, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    digest = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert summary["manifest_sha256"] == digest
+    assert (summary["label_scheme"], summary["members"], summary["formats"]) == (
+        "2021",
+        3,
+        ["onnx"],
+    )
+
+
+def test_an_altered_file_is_an_input_error(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    model = next(bundle.rglob("*.onnx"))
+    model.write_bytes(model.read_bytes() + b"\0")
+    result = bratskit("bundle", bundle)
+    assert result.returncode == 3
+    assert "was altered or replaced" in result.stderr
+
+
+def test_copy_keeps_only_the_chosen_formats(tmp_path):
+    bundle = two_format_bundle(tmp_path / "b")
+    out = tmp_path / "image-bundle"
+    result = bratskit("bundle", bundle, "--formats", "onnx", "--copy-to", out)
+    assert result.returncode == 0, result.stderr
+    copied = load_bundle(out)
+    assert copied.formats == {"onnx"}
+    assert sorted(p.name for p in out.rglob("*.onnx")) == [f"seg-fold{k}.onnx" for k in range(3)]
+    assert copied.members == tuple(
+        replace(m, files={"onnx": m.files["onnx"]}) for m in read_manifest(bundle).members
+    )
+
+
+@pytest.mark.parametrize(
+    ("formats", "message"),
+    [("torchscript", "has no file of torchscript"), ("onnx,tflite", "unknown file format")],
+)
+def test_copy_refuses_formats_the_bundle_cannot_give(tmp_path, formats, message):
+    bundle = channel_bundle(tmp_path / "b")
+    out = tmp_path / "copy"
+    result = bratskit("bundle", bundle, "--formats", formats, "--copy-to", out)
+    assert result.returncode == 3 and message in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_copy_refuses_a_folder_with_files(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = bratskit("bundle", bundle, "--copy-to", out)
+    assert result.returncode == 3 and "is not empty" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_manifest_formats_are_those_every_member_has(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    extra = pointwise_member(bundle, "more", 0, ("WT",), np.ones((1, 4)), np.zeros(1))
+    members = list(read_manifest(bundle).members)
+    members[0] = replace(members[0], files={**members[0].files, "torchscript": extra.files["onnx"]})
+    assert write_bundle(bundle, members) and read_manifest(bundle).formats == {"onnx"}

@@ -1,0 +1,315 @@
+"""The inference engine on real ONNX files in real ONNX Runtime / OpenVINO sessions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from submission.brats import MODALITIES
+from submission.io.cases import discover_cases, load_case
+from submission.predict import backends
+from submission.predict.bundle import BundleError, load_bundle
+from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
+from submission.predict.postprocess import postprocess
+from submission.predict.preprocess import Preprocessing, preprocess_case, uncrop
+from submission.predict.tumour_window import extract_window, paste_window, tumour_window_start
+from tests.conftest import real_inputs
+from tests.submission.predict.onnx_bundles import (
+    channel_bundle,
+    pointwise_member,
+    write_bundle,
+)
+
+CPU_ONNX = RuntimeOptions(backend="onnx", device="cpu")
+SCALE = 4.0
+
+
+@pytest.fixture
+def case(case_factory):
+    root = case_factory("2021-folders", ("BraTS2021_00001",))
+    return load_case(discover_cases(root).cases[0])
+
+
+def expected_labels(image_cdhw, folds=3, channels=(0, 1, 2), et_threshold=0, thr=(0.5,) * 3):
+    """What :func:`channel_bundle` should give with the mean ensemble, computed in numpy
+    (``thr``: the probability thresholds of WT, TC and ET)."""
+    norm, crop = preprocess_case(image_cdhw, Preprocessing())
+    probs = np.mean([expit(SCALE * (norm[list(channels)] - 0.2 * k)) for k in range(folds)], axis=0)
+    labels = postprocess(probs > np.reshape(thr, (3, 1, 1, 1)), "2021", et_threshold)
+    return uncrop(labels, crop)
+
+
+def segment(engine, case):
+    image, grid = case
+    return engine.segment(engine.prepare(image, grid))
+
+
+def test_mean_ensemble_matches_numpy(case, tmp_path):
+    engine = Engine(channel_bundle(tmp_path / "b"), PredictOptions(), CPU_ONNX)
+    out = segment(engine, case)
+    assert out.labels_dhw.dtype == np.uint8 and out.labels_dhw.shape == case[0].shape[1:]
+    np.testing.assert_array_equal(out.labels_dhw, expected_labels(case[0]))
+    assert set(np.unique(out.labels_dhw)) == {0, 1, 2, 4}
+    assert out.et_voxels == int((out.labels_dhw == 4).sum()) > 0
+    assert {"preprocess", "members", "ensemble", "postprocess"} <= set(out.timings)
+
+
+def test_sliding_window_tta_and_openvino_agree_with_full_volume(case, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    full = segment(Engine(bundle, PredictOptions(), CPU_ONNX), case).labels_dhw
+    # 1e-6 GB is below any full volume: the 16^3 sliding window from the start.
+    sliding = Engine(bundle, PredictOptions(tta=True, max_memory_gb=1e-6), CPU_ONNX)
+    np.testing.assert_array_equal(segment(sliding, case).labels_dhw, full)
+    openvino = Engine(bundle, PredictOptions(), RuntimeOptions("openvino", "cpu"))
+    assert np.mean(segment(openvino, case).labels_dhw == full) >= 0.999
+
+
+@pytest.mark.parametrize("method", ["vote", "confidence"])
+def test_every_ensemble_method_runs(case, tmp_path, method):
+    engine = Engine(channel_bundle(tmp_path / "b"), PredictOptions(ensemble=method), CPU_ONNX)
+    labels = segment(engine, case).labels_dhw
+    # Members differ only by an offset, so each method lands between the extremes.
+    assert 0 < (labels > 0).sum() < labels.size
+
+
+def test_logit_members_get_their_sigmoid_and_channels_follow_the_manifest(case, tmp_path):
+    bundle = tmp_path / "b"
+    members = []
+    for fold in range(3):
+        weights = np.zeros((3, 4))
+        # The file's input order is reversed (t2f, t2w, t1c, t1n): channel 3 is t1n.
+        weights[[0, 1, 2], [3, 2, 1]] = SCALE
+        members.append(
+            pointwise_member(
+                bundle,
+                "seg",
+                fold,
+                ("WT", "TC", "ET"),
+                weights,
+                np.full(3, -0.2 * fold * SCALE),
+                logits=True,
+            )
+        )
+    write_bundle(bundle, members, channels=tuple(reversed(MODALITIES)))
+    out = segment(Engine(bundle, PredictOptions(), CPU_ONNX), case)
+    np.testing.assert_array_equal(out.labels_dhw, expected_labels(case[0]))
+
+
+def test_et_threshold_and_label_scheme_come_from_options(case, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    big = int((expected_labels(case[0]) == 4).sum()) + 1
+    out = segment(Engine(bundle, PredictOptions(et_threshold=big, labels="2023"), CPU_ONNX), case)
+    assert 3 not in np.unique(out.labels_dhw) and out.et_voxels == 0
+    assert set(np.unique(out.labels_dhw)) == {0, 1, 2}
+
+
+def bundle_with_threshold(bundle, threshold):
+    """channel_bundle with ``recommended.threshold`` set as written, unchecked."""
+    raw = json.loads((channel_bundle(bundle) / "manifest.json").read_text())
+    raw["recommended"]["threshold"] = threshold
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    return bundle
+
+
+def test_per_region_thresholds_from_the_manifest(case, tmp_path):
+    """A tuned bundle stores one threshold per region; each region uses its own."""
+    # Above 0.33, the members' mean outside the brain: the engine's crop (no divisor padding)
+    # and expected_labels' padded crop then agree.
+    bundle = bundle_with_threshold(tmp_path / "b", {"WT": 0.4, "TC": 0.5, "ET": 0.6})
+    out = segment(Engine(bundle, PredictOptions(), CPU_ONNX), case)
+    expected = expected_labels(case[0], thr=(0.4, 0.5, 0.6))
+    np.testing.assert_array_equal(out.labels_dhw, expected)
+    assert not np.array_equal(expected, expected_labels(case[0]))
+    # a flag's single threshold overrides them all
+    out = segment(Engine(bundle, PredictOptions(threshold=0.5), CPU_ONNX), case)
+    np.testing.assert_array_equal(out.labels_dhw, expected_labels(case[0]))
+
+
+@pytest.mark.parametrize(
+    "threshold", [{"WT": 0.3, "TC": 0.5}, {"WT": 0.3, "TC": 0.5, "ET": 1.5}, "high"]
+)
+def test_bad_thresholds_in_the_manifest_are_bundle_errors(tmp_path, threshold):
+    bundle = bundle_with_threshold(tmp_path / "b", threshold)
+    with pytest.raises(BundleError, match="recommended.threshold"):
+        load_bundle(bundle)
+
+
+def localisation_bundle(bundle, stage1_bias=0.0, window=(16, 16, 16)):
+    """Stage 1 finds WT where t2f is above its mean; stage 2 is :func:`channel_bundle`'s."""
+    members = []
+    for fold in range(2):
+        weights = np.zeros((1, 4))
+        weights[0, 3] = SCALE
+        members.append(
+            pointwise_member(
+                bundle, "stage1-wt", fold, ("WT",), weights, [stage1_bias], stage="localization"
+            )
+        )
+        weights = np.zeros((3, 4))
+        weights[[0, 1, 2], [0, 1, 2]] = SCALE
+        members.append(
+            pointwise_member(
+                bundle,
+                "stage2",
+                fold,
+                ("WT", "TC", "ET"),
+                weights,
+                np.full(3, -0.2 * fold * SCALE),
+            )
+        )
+    return write_bundle(bundle, members, localization=window)
+
+
+def test_localisation_predicts_inside_the_tumour_window_only(case, tmp_path):
+    image, _ = case
+    tumour = image.copy()
+    tumour[3, 8:14, 9:15, 6:12] = 5000  # a bright t2f blob off the centre: the "tumour"
+    engine = Engine(localisation_bundle(tmp_path / "b"), PredictOptions(), CPU_ONNX)
+    out = segment(engine, (tumour, case[1]))
+    assert not out.warnings
+    norm, crop = preprocess_case(tumour, Preprocessing())
+    wt = np.mean([expit(SCALE * norm[3]) for _ in range(2)], axis=0) > 0.5
+    start = tumour_window_start(wt, 16)
+    window = extract_window(norm, start, 16)
+    probs = np.mean([expit(SCALE * (window[:3] - 0.2 * k)) for k in range(2)], axis=0)
+    regions = paste_window(probs > 0.5, start, norm.shape[1:])
+    np.testing.assert_array_equal(out.labels_dhw, uncrop(postprocess(regions, "2021"), crop))
+    assert (out.labels_dhw > 0).sum() > 0
+
+
+def test_empty_stage_one_falls_back_to_the_brain_centre_and_says_so(case, tmp_path, caplog):
+    engine = Engine(
+        localisation_bundle(tmp_path / "b", stage1_bias=-1e4), PredictOptions(), CPU_ONNX
+    )
+    with caplog.at_level(logging.WARNING):
+        out = segment(engine, case)
+    assert any("stage 1 found no tumour" in w for w in out.warnings)
+    assert "stage 1 found no tumour" in caplog.text
+    assert (out.labels_dhw > 0).sum() > 0  # stage 2 still ran on the centred window
+
+
+class RunsOutOfMemoryAbove:
+    """A real model that raises the device out-of-memory error for inputs over a size."""
+
+    def __init__(self, model, voxels):
+        self.model, self.voxels = model, voxels
+        self.backend, self.device, self.precision = model.backend, model.device, "fp32"
+        self.calls = []
+
+    def __call__(self, batch):
+        self.calls.append(batch.shape[2:])
+        if np.prod(batch.shape[2:]) > self.voxels:
+            raise backends.DeviceOutOfMemory("simulated: CUDA out of memory")
+        return self.model(batch)
+
+    def release(self):
+        self.model.release()
+
+
+def test_out_of_memory_falls_back_to_the_sliding_window(case, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    engine = Engine(bundle, PredictOptions(), CPU_ONNX)
+    for slot in engine.slots:
+        slot.model = RunsOutOfMemoryAbove(slot.model, 16**3)
+    out = segment(engine, case)
+    np.testing.assert_array_equal(out.labels_dhw, expected_labels(case[0]))
+    assert len(out.warnings) == 3 and "out of memory (full volume)" in out.warnings[0]
+    assert all(s == (16, 16, 16) for s in engine.slots[0].model.calls[1:])
+
+
+def test_sha256_and_format_version_are_checked(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    load_bundle(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "seg-fold1.onnx").write_bytes(b"not the exported model")
+    with pytest.raises(BundleError, match="seg/fold1.*altered"):
+        load_bundle(bundle)
+    manifest["format_version"] = 99
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="version 99 is not understood"):
+        load_bundle(bundle)
+
+
+def test_top_k_beyond_the_members_is_a_usage_error(tmp_path):
+    with pytest.raises(ValueError, match="top-k must lie in 1..3"):
+        Engine(channel_bundle(tmp_path / "b"), PredictOptions(top_k=4), CPU_ONNX)
+
+
+def bratskit(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "submission", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_predict_cli_writes_good_cases_and_exits_1_for_a_bad_one(case_factory, tmp_path):
+    root = case_factory("2021-folders", ("BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"))
+    next((root / "BraTS2021_00002").glob("*_t2.nii.gz")).unlink()
+    bundle = channel_bundle(tmp_path / "b")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = bratskit(
+        "predict",
+        "--input",
+        root,
+        "--output",
+        out,
+        "--bundle",
+        bundle,
+        "--backend",
+        "onnx",
+        "--ensemble",
+        "vote",
+    )
+    assert result.returncode == 1, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "BraTS2021_00001.nii.gz",
+        "BraTS2021_00003.nii.gz",
+    ]
+    assert "FAILED BraTS2021_00002" in result.stderr and "t2" in result.stderr
+    assert "ok BraTS2021_00001" in result.stderr and "ET " in result.stderr
+    assert "2 of 3 cases written" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--backend", "nope"], 2, "Invalid value for '--backend'"),
+        (["--top-k", "9"], 2, "top-k must lie in 1..3"),
+        (["--precision", "fp16", "--device", "cpu"], 4, "fp16 runs on a GPU only"),
+    ],
+)
+def test_predict_cli_usage_errors(case_factory, tmp_path, args, code, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = bratskit(
+        "predict",
+        "--input",
+        case_factory(),
+        "--output",
+        out,
+        "--bundle",
+        channel_bundle(tmp_path / "b"),
+        *args,
+    )
+    assert result.returncode == code and message in result.stderr
+    assert not any(out.iterdir())
+
+
+def test_real_cases_give_outputs_that_validate(real_data, tmp_path):
+    gli, flat = real_inputs(real_data, tmp_path)
+    bundle = channel_bundle(tmp_path / "b")
+    for inputs, labels in ((gli, "2023"), (flat, "2021")):
+        out = tmp_path / f"out-{labels}"
+        out.mkdir()
+        result = bratskit(
+            "predict", "--input", inputs, "--output", out, "--bundle", bundle, "--labels", labels
+        )
+        assert result.returncode == 0, result.stderr
+        check = bratskit("validate", inputs, "--output", out, "--labels", labels)
+        assert check.returncode == 0, check.stdout

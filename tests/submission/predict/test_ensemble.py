@@ -1,0 +1,112 @@
+"""Hand-computed expectations for the three ensemble methods (papers 002 2.5, 004 3.2)."""
+
+import numpy as np
+import pytest
+
+from submission.predict.ensemble import (
+    confidence_scores,
+    ensemble,
+    ensemble_probabilities,
+    top_k_members,
+)
+
+
+def members(*rows):
+    """(N, R=1, 1, 1, V) from per-member lists of voxel probabilities."""
+    return np.array(rows, dtype=np.float32)[:, None, None, None, :]
+
+
+def voxels(mask):
+    return mask[0, 0, 0].astype(int).tolist()
+
+
+def test_mean_averages_then_thresholds_strictly():
+    p = members([0.9, 0.6, 0.2, 0.5], [0.7, 0.4, 0.1, 0.5])
+    # means: 0.8, 0.5, 0.15, 0.5 -> strictly above 0.5
+    assert voxels(ensemble(p, "mean")) == [1, 0, 0, 0]
+    assert voxels(ensemble(p, "mean", threshold=0.4)) == [1, 1, 0, 1]
+
+
+def test_vote_needs_strict_majority_with_even_n():
+    p = members(
+        [0.9, 0.9, 0.9, 0.1], [0.9, 0.9, 0.1, 0.1], [0.9, 0.1, 0.1, 0.1], [0.9, 0.1, 0.1, 0.9]
+    )
+    # votes per voxel: 4, 2, 1, 1 -> more than N/2 = 2 only for the first
+    assert voxels(ensemble(p, "vote")) == [1, 0, 0, 0]
+
+
+def test_vote_odd_n_majority():
+    p = members([0.9, 0.9, 0.1], [0.9, 0.1, 0.1], [0.1, 0.9, 0.9])
+    assert voxels(ensemble(p, "vote")) == [1, 1, 0]
+
+
+@pytest.mark.parametrize("method", ["mean", "vote", "confidence"])
+def test_single_member_is_its_own_thresholded_map(method):
+    p = members([0.9, 0.51, 0.5, 0.0])
+    assert voxels(ensemble(p, method)) == [1, 1, 0, 0]
+
+
+def test_confidence_scores_are_mean_prob_over_segmented_voxels():
+    p = members([0.9, 0.7, 0.2, 0.1], [0.6, 0.3, 0.3, 0.3], [0.4, 0.4, 0.1, 0.0])
+    scores = confidence_scores(p)
+    # member 0: mean(0.9, 0.7) = 0.8; member 1: 0.6; member 2 segments nothing -> 0
+    np.testing.assert_allclose(scores[:, 0], [0.8, 0.6, 0.0], atol=1e-6)
+
+
+def test_confidence_averages_top_half_members():
+    p = members(
+        [0.9, 0.7, 0.2, 0.1], [0.6, 0.3, 0.3, 0.3], [0.4, 0.4, 0.1, 0.0], [0.55, 0.45, 0.9, 0.9]
+    )
+    # confidences: 0.8, 0.6, 0, mean(0.55, 0.9, 0.9)=0.7833 -> k = ceil(4/2) = 2: members 0, 3
+    combined = ensemble_probabilities(p, "confidence")
+    np.testing.assert_allclose(combined[0, 0, 0], [0.725, 0.575, 0.55, 0.5], atol=1e-6)
+    assert voxels(ensemble(p, "confidence")) == [1, 1, 1, 0]
+    # k = 1: member 0 alone
+    assert voxels(ensemble(p, "confidence", top_k=1)) == [1, 1, 0, 0]
+
+
+def test_confidence_ties_go_to_earlier_member():
+    p = members([0.8, 0.1, 0.0], [0.1, 0.8, 0.0], [0.0, 0.0, 0.8])
+    # all three have confidence 0.8; k = 2 keeps members 0 and 1
+    np.testing.assert_array_equal(top_k_members(confidence_scores(p), 2), [[0, 1]])
+    np.testing.assert_allclose(ensemble_probabilities(p, "confidence")[0, 0, 0], [0.45, 0.45, 0.0])
+
+
+def test_confidence_with_members_that_predict_nothing():
+    p = members([0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.9, 0.2, 0.8])
+    # confidences 0, 0, 0.85: k = 2 -> member 2 and, by order among the zeros, member 0
+    np.testing.assert_array_equal(top_k_members(confidence_scores(p), 2), [[2, 0]])
+    np.testing.assert_allclose(ensemble_probabilities(p, "confidence")[0, 0, 0], [0.5, 0.2, 0.55])
+    assert voxels(ensemble(p, "confidence")) == [0, 0, 1]
+    # nobody predicts anything: empty output for every method
+    empty = members([0.1, 0.2], [0.0, 0.3])
+    for method in ("mean", "vote", "confidence"):
+        assert voxels(ensemble(empty, method)) == [0, 0]
+
+
+def test_confidence_chooses_members_per_region():
+    # region 0: member 1 most confident; region 1: member 0
+    p = np.array([[[0.6, 0.6], [0.95, 0.95]], [[0.99, 0.99], [0.7, 0.1]]], dtype=np.float32)
+    p = p[:, :, None, None, :]  # (N=2, R=2, 1, 1, 2)
+    np.testing.assert_array_equal(top_k_members(confidence_scores(p), 1), [[1], [0]])
+    out = ensemble_probabilities(p, "confidence", top_k=1)
+    np.testing.assert_allclose(out[:, 0, 0], [[0.99, 0.99], [0.95, 0.95]])
+
+
+def test_per_region_thresholds():
+    p = np.full((1, 3, 1, 1, 1), 0.45, dtype=np.float32)
+    assert ensemble(p, "mean", threshold=[0.4, 0.5, 0.3]).ravel().tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "median"}, "unknown ensemble method"),
+        ({"method": "confidence", "top_k": 3}, "top-k must lie in 1..2"),
+        ({"method": "confidence", "top_k": 0}, "top-k must lie in 1..2"),
+        ({"threshold": 1.5}, "thresholds must lie"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ensemble(members([0.5], [0.5]), **kwargs)

@@ -1,0 +1,161 @@
+"""``bratskit tune``: every candidate scored on real predictions of a real ONNX bundle,
+the winner written into the manifest, and the scores equal to what ``predict`` then
+``evaluate`` give for the same choice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from submission.predict.bundle import read_manifest
+from tests.submission.predict.onnx_bundles import channel_bundle
+
+SHAPE = ("48", "48", "32")
+
+
+def bratskit(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "submission", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def tune(bundle, data, scores, *args) -> tuple[subprocess.CompletedProcess, dict]:
+    """``bratskit tune`` with ``--json scores``; the result and the parsed table."""
+    result = bratskit("tune", bundle, "--data", data, "--json", scores, *args)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(scores.read_text())
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """Six synthetic cases with references (one without ET, one with a tiny ET)."""
+    root = tmp_path_factory.mktemp("labelled") / "cases"
+    result = bratskit("synth", root, "--cases", 6, "--seed", 3, "--shape", *SHAPE)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_held_out_scores_every_choice_and_stores_the_winner(labelled, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    before = read_manifest(bundle).recommended
+    result, table = tune(
+        bundle,
+        labelled,
+        tmp_path / "tune.json",
+        "--et-thresholds",
+        "0,100,400,600",
+        "--probability-thresholds",
+        "0.3,0.5",
+    )
+    assert table["mode"] == "held-out" and len(table["cases"]) == 6
+    # mean, vote and confidence with k = 1..3; four ET thresholds; 0.3 or 0.5 per region
+    assert len(table["candidates"]) == (2 + 3) * 4 * 2**3
+    best = max(table["candidates"], key=lambda c: c["score"])
+    current = next(
+        c
+        for c in table["candidates"]
+        if (c["ensemble"], c["et_threshold"], c["threshold"]) == ("mean", 0, [0.5] * 3)
+    )
+    keys = ("ensemble", "top_k", "et_threshold", "threshold")
+    assert table["best"] == {k: best[k] for k in keys}
+    assert f"improvement {best['score'] - current['score']:+.4f}" in result.stdout
+    after = read_manifest(bundle).recommended
+    if best["score"] > current["score"]:
+        assert (after.ensemble, after.top_k, after.et_threshold) == tuple(best[k] for k in keys[:3])
+        thresholds = after.threshold
+        if isinstance(thresholds, dict):
+            thresholds = [thresholds[r] for r in ("WT", "TC", "ET")]
+        else:
+            thresholds = [thresholds] * 3
+        assert thresholds == best["threshold"]
+        assert "wrote the new defaults" in result.stdout
+    else:
+        assert after == before
+
+
+def test_dry_run_leaves_the_bundle_unchanged(labelled, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    manifest = (bundle / "manifest.json").read_bytes()
+    result = bratskit("tune", bundle, "--data", labelled, "--dry-run", "--et-thresholds", "0,5000")
+    assert "candidates)" in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert (bundle / "manifest.json").read_bytes() == manifest
+
+
+def test_scores_equal_predict_then_evaluate(labelled, tmp_path):
+    """The candidate (vote, ET 100, threshold 0.4) scores what `predict --ensemble vote
+    --et-threshold 100 --threshold 0.4` then the 2021 evaluation give: tuning measures the
+    real pipeline."""
+    bundle = channel_bundle(tmp_path / "b")
+    _, table = tune(
+        bundle,
+        labelled,
+        tmp_path / "tune.json",
+        "--et-thresholds",
+        "100",
+        "--probability-thresholds",
+        "0.4",
+        "--dry-run",
+    )
+    vote = next(
+        c for c in table["candidates"] if c["ensemble"] == "vote" and c["threshold"] == [0.4] * 3
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("--ensemble", "vote", "--et-threshold", 100, "--threshold", 0.4)
+    result = bratskit("predict", "--input", labelled, "--output", out, "--bundle", bundle, *args)
+    assert result.returncode == 0, result.stderr
+    report = tmp_path / "eval.json"
+    result = bratskit("evaluate", "--pred", out, "--ref", labelled, "--json", report)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(report.read_text())["summary"]
+    for region in ("WT", "TC", "ET"):
+        assert vote["dice"][region] == pytest.approx(summary[region]["dice"]["mean"], abs=1e-9)
+
+
+def test_out_of_fold_uses_only_the_fold_that_held_the_case_out(labelled, tmp_path):
+    """One member per fold: every case is predicted by one network, so the three
+    ensembles score the same; the split file decides which network."""
+    bundle = channel_bundle(tmp_path / "b")
+    ids = sorted(p.name for p in labelled.iterdir())
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"seed": 0, "folds": [ids[0:2], ids[2:4], ids[4:6]]}))
+    only_half = ("--dry-run", "--probability-thresholds", "0.5")
+    _, table = tune(bundle, labelled, tmp_path / "oof.json", "--splits", splits, *only_half)
+    assert table["mode"] == "out-of-fold"
+    by_threshold: dict[int, set[float]] = {}
+    for c in table["candidates"]:
+        assert c["top_k"] is None  # confidence keeps its default k out of fold
+        by_threshold.setdefault(c["et_threshold"], set()).add(round(c["score"], 12))
+    assert all(len(s) == 1 for s in by_threshold.values())
+    # and it differs from the held-out scores, where all three folds predict every case
+    _, held = tune(bundle, labelled, tmp_path / "held.json", *only_half)
+    held_mean0 = next(
+        c["score"] for c in held["candidates"] if (c["ensemble"], c["et_threshold"]) == ("mean", 0)
+    )
+    assert not np.isclose(held_mean0, by_threshold[0].pop())
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (["--run", "{tmp}", "--splits", "{tmp}/s.json"], 2, "give --run or --splits"),
+        (["--et-thresholds", "a,b"], 2, "comma-separated numbers"),
+    ],
+)
+def test_usage_errors(labelled, tmp_path, extra, code, message):
+    bundle = channel_bundle(tmp_path / "b")
+    args = [a.format(tmp=tmp_path) for a in extra]
+    result = bratskit("tune", bundle, "--data", labelled, *args)
+    assert result.returncode == code and message in result.stderr
+
+
+def test_cases_without_references_are_an_input_error(case_factory, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    result = bratskit("tune", bundle, "--data", case_factory())
+    assert result.returncode == 3, result.stderr
+    assert "label map" in result.stderr

@@ -1,0 +1,140 @@
+"""`validate --output` by the challenge rules (CONTRACT.md section 3), and packaging."""
+
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from submission.io.nifti import grid_of, write_label_map
+from submission.workbench.package import package_predictions
+from submission.workbench.validate import validate_input, validate_output
+from tests.conftest import LPS_SMALL, SMALL_SHAPE, write_nifti
+
+IDS = ["BraTS2021_00001", "BraTS2021_00002"]
+
+
+@pytest.fixture
+def folders(case_factory, tmp_path):
+    """An input folder of two cases and a correct output folder for it."""
+    root = case_factory("2021-folders", IDS)
+    out = tmp_path / "out"
+    out.mkdir()
+    grid = grid_of(nib.load(next((root / IDS[0]).glob("*_t1.nii.gz"))))
+    seg = np.zeros(SMALL_SHAPE, np.uint8)
+    seg[10:14, 10:14, 10:14] = 2
+    seg[11:13, 11:13, 11:13] = 4
+    for cid in IDS:
+        write_label_map(seg, grid, out / f"{cid}.nii.gz")
+    return root, out, seg
+
+
+def problems(root, out, labels="2021"):
+    report = validate_output(root, out, labels)
+    return report.ok, {f.subject: f.problem for f in report.failures}
+
+
+def test_correct_folder_is_accepted(folders):
+    root, out, _ = folders
+    assert problems(root, out) == (True, {})
+    assert validate_input(root).ok
+
+
+def test_missing_output(folders):
+    root, out, _ = folders
+    (out / f"{IDS[1]}.nii.gz").unlink()
+    ok, found = problems(root, out)
+    assert not ok and "missing output" in found[f"{IDS[1]}.nii.gz"]
+
+
+def test_extra_file(folders):
+    root, out, _ = folders
+    (out / "log.txt").write_text("x")
+    ok, found = problems(root, out)
+    assert not ok and "unexpected entry" in found["log.txt"]
+
+
+def test_wrong_name(folders):
+    root, out, _ = folders
+    (out / f"{IDS[0]}.nii.gz").rename(out / f"{IDS[0]}_seg.nii.gz")
+    ok, found = problems(root, out)
+    assert not ok
+    assert found[f"{IDS[0]}_seg.nii.gz"] == f"wrong name: rename to {IDS[0]}.nii.gz"
+    assert "missing output" in found[f"{IDS[0]}.nii.gz"]
+
+
+def test_wrong_shape(folders):
+    root, out, seg = folders
+    write_nifti(out / f"{IDS[0]}.nii.gz", seg[:, :, :20])
+    ok, found = problems(root, out)
+    assert not ok and "shape (32, 32, 20) differs" in found[f"{IDS[0]}.nii.gz"]
+
+
+def test_identity_affine(folders):
+    root, out, seg = folders
+    write_nifti(out / f"{IDS[0]}.nii.gz", seg, np.eye(4))
+    ok, found = problems(root, out)
+    assert not ok and "affine" in found[f"{IDS[0]}.nii.gz"]
+
+
+def test_lost_transforms_are_caught(folders):
+    root, out, seg = folders
+    img = nib.Nifti1Image(seg, LPS_SMALL)
+    img.set_qform(None, 0)
+    img.set_sform(None, 0)
+    nib.save(img, out / f"{IDS[0]}.nii.gz")
+    ok, found = problems(root, out)
+    assert not ok and "affine differs" in found[f"{IDS[0]}.nii.gz"]
+
+
+def test_non_integer_float_labels(folders):
+    root, out, seg = folders
+    interpolated = seg.astype(np.float32)
+    interpolated[13, 13, 13] = 1.5  # as a linear resampling of labels leaves behind
+    write_nifti(out / f"{IDS[0]}.nii.gz", interpolated)
+    ok, found = problems(root, out)
+    assert not ok and "non-integer" in found[f"{IDS[0]}.nii.gz"]
+
+
+def test_integer_valued_floats_are_accepted(folders):
+    root, out, seg = folders
+    write_nifti(out / f"{IDS[0]}.nii.gz", seg.astype(np.float32))
+    assert problems(root, out) == (True, {})
+
+
+def test_label_outside_scheme(folders):
+    root, out, seg = folders
+    bad = seg.copy()
+    bad[0, 0, 0] = 3
+    write_nifti(out / f"{IDS[0]}.nii.gz", bad)
+    ok, found = problems(root, out)
+    assert not ok and "labels [3] are not in the 2021 scheme" in found[f"{IDS[0]}.nii.gz"]
+    # and a correct 2021 map holds label 4, which the 2023 scheme rejects
+    ok, found = problems(root, out, "2023")
+    assert "labels [4] are not in the 2023 scheme" in found[f"{IDS[1]}.nii.gz"]
+
+
+def test_4d_output(folders):
+    root, out, seg = folders
+    write_nifti(out / f"{IDS[0]}.nii.gz", seg[..., None])
+    ok, found = problems(root, out)
+    assert not ok and "3-D" in found[f"{IDS[0]}.nii.gz"]
+
+
+def test_package_zips_only_valid_predictions(folders, tmp_path):
+    root, out, _ = folders
+    archive = tmp_path / "upload.zip"
+    report = package_predictions(out, archive, input_dir=root)
+    assert report.ok
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == sorted(f"{c}.nii.gz" for c in IDS)
+    (out / "notes.txt").write_text("x")
+    archive.unlink()
+    assert not package_predictions(out, archive).ok
+    assert not archive.exists()
+
+
+def test_package_refuses_archive_inside_output(folders):
+    _, out, _ = folders
+    with pytest.raises(ValueError, match="outside the output folder"):
+        package_predictions(out, out / "upload.zip")
