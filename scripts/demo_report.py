@@ -8,6 +8,11 @@ with ``et_threshold=T`` on the regions read back from the written labels (the sa
 as predicting with ``--et-threshold T``: the written labels hold the nested regions) and
 are written next to them, then every folder is scored with the organisers' 2021 metrics.
 
+``--tuned METHOD,T`` stars the bundle's defaults after ``bratskit tune``; a T outside the
+table gets its own rows. When ``PRED/tuned`` holds the prediction with the bundle's own
+defaults, its label maps must equal the starred variant's (the equivalence above); the
+script fails otherwise.
+
     python scripts/demo_report.py --pred demo/pred --ref demo/held-out --out demo/report
 """
 
@@ -16,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 from submission.brats import labels_to_regions
 from submission.evaluation import evaluate_folders
@@ -37,6 +44,18 @@ def thresholded(src: Path, dst: Path, min_voxels: int, scheme: str = "2021") -> 
     return dst
 
 
+def same_labels(a: Path, b: Path) -> list[str]:
+    """Names of the label maps of ``a`` that differ from (or are missing in) ``b``."""
+    differ = []
+    for path in sorted(a.glob("*.nii.gz")):
+        other = b / path.name
+        if not other.is_file() or not np.array_equal(
+            read_label_map(path)[0], read_label_map(other)[0]
+        ):
+            differ.append(path.name)
+    return differ
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pred", type=Path, required=True, help="pred/<ensemble>/ folders")
@@ -45,14 +64,21 @@ def main() -> None:
     parser.add_argument("--tuned", help="the bundle's defaults, e.g. 'confidence,600'")
     opts = parser.parse_args()
     opts.out.mkdir(parents=True, exist_ok=True)
+    tuned = tuple(opts.tuned.split(",")) if opts.tuned else None
+    thresholds = sorted({*ET_THRESHOLDS, *([int(tuned[1])] if tuned else [])})
     results = {}
     for method in ENSEMBLE_METHODS:
-        for t in ET_THRESHOLDS:
+        for t in thresholds:
             folder = opts.pred / method
             if t:
                 folder = thresholded(folder, opts.pred / f"{method}-et{t}", t)
             results[(method, t)] = evaluate_folders(folder, opts.ref, "2021").summary()
-    tuned = tuple(opts.tuned.split(",")) if opts.tuned else None
+    if tuned and (opts.pred / "tuned").is_dir():
+        method, t = tuned[0], int(tuned[1])
+        variant = opts.pred / (f"{method}-et{t}" if t else method)
+        differ = same_labels(opts.pred / "tuned", variant)
+        if differ:
+            raise SystemExit(f"{opts.pred / 'tuned'} differs from {variant}: {differ}")
     lines = [
         "Held-out cases, 2021 metrics (CaPTk), per region: mean +- std, median [q25, q75]",
         "",
@@ -61,7 +87,7 @@ def main() -> None:
     for metric, fmt in (("dice", "{:.3f}"), ("hd95", "{:.1f}")):
         lines.append(f"-- {metric.upper()}")
         for region in ("WT", "TC", "ET"):
-            for t in ET_THRESHOLDS:
+            for t in thresholds:
                 cells = []
                 for m in ENSEMBLE_METHODS:
                     s = results[(m, t)][region][metric]
