@@ -64,7 +64,7 @@ def test_real_2023_case_loads(real_data):
 # --- bad input: each problem gives a clear message, the other cases still get outputs ------
 
 
-def _threshold_segmenter(image, grid):
+def _threshold_segmenter(image):
     """A stand-in for the network: labels bright FLAIR as edema (label 2)."""
     return (image[MODALITIES.index("t2f")] > 900).astype(np.uint8) * 2
 
@@ -184,10 +184,10 @@ def test_unwritable_output_folder(case_factory, tmp_path):
 def test_segmenter_crash_fails_only_that_case(case_factory, tmp_path):
     root = case_factory("2021-folders", ["BraTS2021_00001", "BraTS2021_00002"])
 
-    def flaky(image, grid):
+    def flaky(image):
         if image[0, 10, 10, 10] == small_image(1)[0, 10, 10, 10]:
             raise RuntimeError("out of memory")
-        return np.zeros(grid.shape, np.uint8)
+        return np.zeros(image.shape[1:], np.uint8)
 
     report = run_cases(root, tmp_path / "out", flaky)
     assert report.written == ["BraTS2021_00001"]

@@ -46,8 +46,8 @@ def expected_labels(image_cdhw, folds=3, channels=(0, 1, 2), et_threshold=0, thr
 
 
 def segment(engine, case):
-    image, grid = case
-    return engine.segment(engine.prepare(image, grid))
+    image, _ = case
+    return engine.segment(engine.prepare(image))
 
 
 def test_mean_ensemble_matches_numpy(case, tmp_path):

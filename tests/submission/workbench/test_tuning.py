@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from submission.predict.bundle import read_manifest
+from submission.predict.bundle import BundleError, Recommended, read_manifest
+from submission.workbench.tuning import Candidate, TuneResult, write_recommended
 from tests.submission.predict.onnx_bundles import channel_bundle
 
 SHAPE = ("48", "48", "32")
@@ -159,3 +160,39 @@ def test_cases_without_references_are_an_input_error(case_factory, tmp_path):
     result = bratskit("tune", bundle, "--data", case_factory())
     assert result.returncode == 3, result.stderr
     assert "label map" in result.stderr
+
+
+def test_write_recommended_stores_the_best_candidate(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    manifest = read_manifest(bundle)
+    current = Candidate("mean", None, 0)
+    best = Candidate("confidence", 2, 400, (0.3, 0.5, 0.5))
+    result = TuneResult("held-out", ["c1", "c2"], current)
+    result.dice = {current: [[0.8, 0.7, 0.6]] * 2, best: [[0.9, 0.7, 0.6]] * 2}
+    assert write_recommended(result, manifest, bundle) == bundle / "manifest.json"
+    tuned = read_manifest(bundle)
+    assert tuned.recommended == Recommended(
+        ensemble="confidence",
+        top_k=2,
+        et_threshold=400,
+        threshold={"WT": 0.3, "TC": 0.5, "ET": 0.5},
+    )
+    assert tuned.members == manifest.members  # only the defaults change
+    # one threshold for all three regions is stored as one number
+    result.dice = {
+        current: [[0.8, 0.7, 0.6]],
+        Candidate("vote", None, 100, (0.4,) * 3): [[1, 1, 1]],
+    }
+    write_recommended(result, manifest, bundle)
+    assert read_manifest(bundle).recommended == Recommended("vote", None, 100, threshold=0.4)
+
+
+def test_write_recommended_refuses_a_candidate_the_bundle_cannot_take(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    before = (bundle / "manifest.json").read_bytes()
+    current = Candidate("mean", None, 0)
+    result = TuneResult("held-out", ["c1"], current)
+    result.dice = {current: [[0.5, 0.5, 0.5]], Candidate("confidence", 5, 0): [[1, 1, 1]]}
+    with pytest.raises(BundleError, match="recommended.top_k: top-k must lie in 1..3"):
+        write_recommended(result, read_manifest(bundle), bundle)
+    assert (bundle / "manifest.json").read_bytes() == before
