@@ -29,12 +29,11 @@ from submission.brats import MODALITIES, SCHEMES
 from submission.predict.bundle import (
     BundleError,
     Manifest,
-    Member,
-    ModelFile,
     Recommended,
     load_bundle,
     write_manifest,
 )
+from submission.predict.members import Member, ModelFile
 from submission.predict.preprocess import Preprocessing
 from submission.predict.sliding_window import SizeRule
 

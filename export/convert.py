@@ -56,7 +56,8 @@ from export.parity import (
     onnx_forward,
     torchscript_forward,
 )
-from submission.predict.bundle import ModelFile, sha256_file
+from submission.predict.bundle import sha256_file
+from submission.predict.members import ModelFile
 from submission.predict.sliding_window import SizeRule
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ def build_bundles(out: Path, filters: int, folds: int) -> tuple[Path, Path]:
     import torch
 
     from export.convert import export_onnx, export_torchscript
-    from submission.predict.bundle import ModelFile, read_manifest, sha256_file, write_manifest
+    from submission.predict.bundle import read_manifest, sha256_file, write_manifest
+    from submission.predict.members import ModelFile
     from train.models import build_model
 
     onnx_bundle, both = out / f"bundle-segresnet{filters}", out / f"bundle-segresnet{filters}-ts"
@@ -118,7 +119,8 @@ class GpuPeak(threading.Thread):
 
 def child(args: argparse.Namespace) -> None:
     """One variant, in this process: prints one JSON line."""
-    from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
+    from submission.predict.engine import Engine
+    from submission.predict.options import PredictOptions, RuntimeOptions
     from submission.predict.runner import run_cases
 
     gpu = GpuPeak() if args.device == "cuda" else None

@@ -27,7 +27,7 @@ import numpy as np
 from submission.brats import labels_to_regions
 from submission.evaluation import evaluate_folders
 from submission.io.nifti import read_label_map, write_label_map
-from submission.predict.ensemble import ENSEMBLE_METHODS
+from submission.predict.options import ENSEMBLE_METHODS
 from submission.predict.postprocess import postprocess
 
 ET_THRESHOLDS = (0, 100, 400, 600)

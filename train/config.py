@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from submission.brats import TUMOUR_REGIONS
+from submission.predict.members import STAGES
 from submission.predict.preprocess import Preprocessing
 from train.augment import AugmentConfig
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
-STAGES = ("localization", "segmentation")
 SAMPLINGS = ("random", "tumour")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("none", "plateau", "cosine")

@@ -2,9 +2,10 @@
 
 :mod:`.runner` walks the cases (read ahead, write behind); per case :mod:`.engine`
 preprocesses (:mod:`.preprocess`), localises (:mod:`.tumour_window`, paper 002 section
-2.3), runs every member of the :mod:`.bundle` on a :mod:`.backends` session (full volume or
-:mod:`.sliding_window`), combines them (:mod:`.ensemble`) and assembles the labels
-(:mod:`.postprocess`). Nothing here imports the workbench or the evaluation packages.
+2.3), runs every member (:mod:`.members`) of the :mod:`.bundle` on a :mod:`.backends`
+session (full volume or :mod:`.sliding_window`), combines them (:mod:`.ensemble`) and
+assembles the labels (:mod:`.postprocess`), as the :mod:`.options` say. Nothing here
+imports the workbench or the evaluation packages.
 """
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "bundle",
     "engine",
     "ensemble",
+    "members",
+    "options",
     "postprocess",
     "preprocess",
     "runner",

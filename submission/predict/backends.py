@@ -252,7 +252,8 @@ def open_model(
 
 
 def file_format(backend: str, precision: str) -> str:
-    """Which of a member's files a backend loads at a precision."""
+    """Which of a member's files a backend loads at a precision: the one rule tying
+    backends to the bundle's file formats (OpenVINO reads the fp32 ONNX file)."""
     if backend == "torchscript":
         return "torchscript"
     return "onnx-fp16" if backend == "onnx" and precision == "fp16" else "onnx"
@@ -281,7 +282,7 @@ def resolve_backend(requested: str, device: str, formats: set[str]) -> str:
             raise BackendError(
                 f"unknown backend {requested!r}; choose auto or {', '.join(BACKENDS)}"
             )
-        needed = "torchscript" if requested == "torchscript" else "onnx"
+        needed = file_format(requested, "fp32")
         if needed not in formats:
             raise BackendError(
                 f"--backend {requested} needs {needed} files; the bundle has {sorted(formats)}"
@@ -289,7 +290,7 @@ def resolve_backend(requested: str, device: str, formats: set[str]) -> str:
         return requested
     order = ("onnx", "torchscript") if device == "cuda" else ("openvino", "onnx", "torchscript")
     for backend in order:
-        has_file = ("torchscript" if backend == "torchscript" else "onnx") in formats
+        has_file = file_format(backend, "fp32") in formats
         if has_file and installed(backend) and (device == "cpu" or _has_cuda(backend)):
             return backend
     raise BackendError(
@@ -311,16 +312,17 @@ def _has_cuda(backend: str) -> bool:
 
 
 def resolve_precision(requested: str, device: str, backend: str, formats: set[str]) -> str:
-    """``auto`` -> fp16 on a GPU when the bundle was exported with ``--fp16``, else fp32."""
+    """``auto`` -> fp16 on a GPU when the bundle was exported with ``--fp16`` (it has fp16
+    ONNX files), else fp32."""
     if requested == "auto":
-        return "fp16" if device == "cuda" and "onnx-fp16" in formats else "fp32"
+        return "fp16" if device == "cuda" and file_format("onnx", "fp16") in formats else "fp32"
     if requested not in PRECISIONS:
         raise BackendError(
             f"unknown precision {requested!r}; choose auto or {', '.join(PRECISIONS)}"
         )
     if requested == "fp16" and device == "cpu":
         raise BackendError("fp16 runs on a GPU only; use fp32 or bf16 on the CPU")
-    if requested == "fp16" and backend == "onnx" and "onnx-fp16" not in formats:
+    if requested == "fp16" and file_format(backend, requested) not in formats:
         raise BackendError("this bundle has no fp16 ONNX files: export it with --fp16")
     if requested == "bf16" and backend == "onnx":
         raise BackendError(

@@ -27,14 +27,13 @@ The manifest says everything the runtime needs and nothing it must guess::
                       "et_replace": "necrosis", "threshold": 0.5, "overlap": 0.5}
     }
 
-A *member* is one trained network (one fold of one recipe member); its ``files`` are
-the same network in different formats. Stage ``localization`` members predict WT on
-the whole cropped brain to place the stage-2 window; ``segmentation`` members predict
-their regions on the window (or the whole crop without localisation). Every region of
-WT, TC and ET must be predicted by at least one segmentation member.
+A *member* (:mod:`submission.predict.members`) is one trained network; its ``files`` are
+the same network in different formats. Every region of WT, TC and ET must be predicted by
+at least one segmentation member.
 
-This module reads and writes manifests; the runtime verifies every sha256 before use
-and refuses a manifest whose format or version it does not understand.
+This module parses, checks, reads and writes manifests, verifies and copies the files
+they list, and describes a bundle; the runtime verifies every sha256 before use and
+refuses a manifest whose format or version it does not understand.
 """
 
 from __future__ import annotations
@@ -43,66 +42,28 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS
-from submission.predict.ensemble import ENSEMBLE_METHODS
-from submission.predict.postprocess import ET_REPLACEMENTS
+from submission.predict.members import (
+    FILE_FORMATS,
+    OUTPUT_KINDS,
+    STAGES,
+    Member,
+    member_from_dict,
+)
+from submission.predict.options import RECOMMENDABLE, check_option
 from submission.predict.preprocess import Preprocessing
-from submission.predict.sliding_window import SizeRule
 
 FORMAT = "bratskit-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-FILE_FORMATS = ("onnx", "onnx-fp16", "torchscript")
-STAGES = ("localization", "segmentation")
-OUTPUT_KINDS = ("probabilities", "logits")
 
 
 class BundleError(ValueError):
     """A bundle that cannot be used: the message names the file or key and the fix."""
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One exported file of a member.
-
-    Attributes:
-        path: relative to the bundle folder, with forward slashes.
-        sha256: hex digest of the file.
-        precision: ``fp32`` or ``fp16`` (the weights and arithmetic; inputs and outputs
-            are float32 either way).
-        parity: the export check (max_abs_diff, tolerance, input_shape, reference), or
-            None for files imported without a reference model.
-    """
-
-    path: str
-    sha256: str
-    precision: str = "fp32"
-    parity: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Member:
-    """One trained network of the ensemble (see the module docstring)."""
-
-    key: str
-    fold: int
-    regions: tuple[str, ...]
-    files: dict[str, ModelFile]
-    stage: str = "segmentation"
-    architecture: dict[str, Any] | None = None
-    size_rule: SizeRule = field(default_factory=SizeRule)
-    patch: tuple[int, int, int] | None = None
-    outputs: str = "probabilities"
-
-    @property
-    def name(self) -> str:
-        """``key/fold<k>``, as log lines name it."""
-        return f"{self.key}/fold{self.fold}"
 
 
 @dataclass(frozen=True)
@@ -119,27 +80,6 @@ class Recommended:
     et_replace: str = "necrosis"
     threshold: float | dict[str, float] = 0.5
     overlap: float = 0.5
-
-
-def region_thresholds(threshold: float | Mapping[str, float]) -> dict[str, float]:
-    """The probability threshold of each of WT, TC and ET: a number applies to all three.
-
-    Raises:
-        ValueError: a mapping without exactly WT, TC and ET, or a value outside [0, 1).
-    """
-    if isinstance(threshold, Mapping):
-        if set(threshold) != set(TUMOUR_REGIONS):
-            raise ValueError(
-                f"per-region thresholds need exactly {', '.join(TUMOUR_REGIONS)}, "
-                f"got {', '.join(map(str, threshold))}"
-            )
-        values = {r: float(threshold[r]) for r in TUMOUR_REGIONS}
-    else:
-        values = dict.fromkeys(TUMOUR_REGIONS, float(threshold))
-    bad = {r: v for r, v in values.items() if not 0 <= v < 1}
-    if bad:
-        raise ValueError(f"thresholds must lie in [0, 1), got {bad}")
-    return values
 
 
 @dataclass(frozen=True)
@@ -186,26 +126,9 @@ class Manifest:
             "localization": (
                 None if self.localization is None else {"window": list(self.localization)}
             ),
-            "members": [_member_dict(m) for m in self.members],
+            "members": [m.to_dict() for m in self.members],
             "recommended": asdict(self.recommended),
         }
-
-
-def _member_dict(member: Member) -> dict[str, Any]:
-    return {
-        "key": member.key,
-        "fold": member.fold,
-        "stage": member.stage,
-        "regions": list(member.regions),
-        "architecture": member.architecture,
-        "size_rule": {
-            "divisors": list(member.size_rule.divisors),
-            "fixed": list(member.size_rule.fixed),
-        },
-        "patch": None if member.patch is None else list(member.patch),
-        "outputs": member.outputs,
-        "files": {fmt: asdict(f) for fmt, f in member.files.items()},
-    }
 
 
 def _check_manifest(manifest: Manifest) -> None:
@@ -215,17 +138,6 @@ def _check_manifest(manifest: Manifest) -> None:
         raise BundleError(
             f"channels must be an order of {list(MODALITIES)}, got {list(manifest.channels)}"
         )
-    if manifest.recommended.ensemble not in ENSEMBLE_METHODS:
-        raise BundleError(
-            f"recommended.ensemble {manifest.recommended.ensemble!r} is not one of "
-            f"{list(ENSEMBLE_METHODS)}"
-        )
-    if manifest.recommended.et_replace not in ET_REPLACEMENTS:
-        raise BundleError(f"recommended.et_replace must be one of {list(ET_REPLACEMENTS)}")
-    try:
-        region_thresholds(manifest.recommended.threshold)
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"recommended.threshold: {exc}") from None
     if not manifest.members:
         raise BundleError("the manifest lists no member")
     for m in manifest.members:
@@ -254,6 +166,11 @@ def _check_manifest(manifest: Manifest) -> None:
             "localization members and a localization window go together: "
             f"{len(manifest.stage('localization'))} member(s), window {manifest.localization}"
         )
+    for name in RECOMMENDABLE:
+        try:
+            check_option(name, getattr(manifest.recommended, name), manifest.fewest_members)
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"recommended.{name}: {exc}") from None
 
 
 def sha256_file(path: Path) -> str:
@@ -282,7 +199,7 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
     try:
         localization = raw.get("localization")
         return Manifest(
-            members=tuple(_member_from_dict(m) for m in raw["members"]),
+            members=tuple(member_from_dict(m) for m in raw["members"]),
             label_scheme=str(raw["label_scheme"]),
             channels=tuple(raw["channels"]),
             preprocessing=Preprocessing(**raw["preprocessing"]),
@@ -295,23 +212,6 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"invalid manifest: {type(exc).__name__}: {exc}") from None
-
-
-def _member_from_dict(raw: dict[str, Any]) -> Member:
-    rule = raw.get("size_rule") or {}
-    return Member(
-        key=str(raw["key"]),
-        fold=int(raw["fold"]),
-        stage=str(raw.get("stage", "segmentation")),
-        regions=tuple(raw["regions"]),
-        architecture=raw.get("architecture"),
-        size_rule=SizeRule(
-            tuple(rule.get("divisors", (1, 1, 1))), tuple(rule.get("fixed", (None,) * 3))
-        ),
-        patch=None if raw.get("patch") is None else tuple(int(p) for p in raw["patch"]),
-        outputs=str(raw.get("outputs", "probabilities")),
-        files={fmt: ModelFile(**f) for fmt, f in raw["files"].items()},
-    )
 
 
 def write_manifest(bundle_dir: Path, manifest: Manifest) -> Path:
@@ -443,3 +343,18 @@ def describe(manifest: Manifest, bundle_dir: Path | None = None) -> str:
             )
             lines.append(f"      {fmt:<12} {f.path:<28} {f.sha256[:12]}  {f.precision}  {parity}")
     return "\n".join(lines)
+
+
+def summary(manifest: Manifest, bundle_dir: Path) -> dict[str, Any]:
+    """What ``bratskit bundle --json`` prints: the folder, the sha256 of its manifest (what
+    a build pins), label scheme, member count, the formats every member has, the version
+    that exported it and the recommended defaults."""
+    return {
+        "bundle": str(bundle_dir),
+        "manifest_sha256": sha256_file(Path(bundle_dir) / MANIFEST),
+        "label_scheme": manifest.label_scheme,
+        "members": len(manifest.members),
+        "formats": sorted(manifest.formats),
+        "bratskit_version": manifest.bratskit_version,
+        "recommended": manifest.to_dict()["recommended"],
+    }

@@ -28,18 +28,13 @@ import numpy as np
 from scipy.special import expit
 
 from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
-from submission.io.nifti import Grid
 from submission.predict import backends
 from submission.predict.backends import BackendError
-from submission.predict.bundle import (
-    Manifest,
-    Member,
-    load_bundle,
-    read_manifest,
-    region_thresholds,
-)
-from submission.predict.ensemble import ENSEMBLE_METHODS, ensemble
-from submission.predict.postprocess import ET_REPLACEMENTS, postprocess
+from submission.predict.bundle import read_manifest, verify_files
+from submission.predict.ensemble import region_masks
+from submission.predict.members import Member
+from submission.predict.options import PredictOptions, RuntimeOptions, region_thresholds
+from submission.predict.postprocess import postprocess
 from submission.predict.preprocess import CropInfo, preprocess_case, uncrop
 from submission.predict.runner import CaseOutput
 from submission.predict.sliding_window import flip_tta, predict_volume
@@ -53,83 +48,6 @@ log = logging.getLogger(__name__)
 #: 32- and 64-filter networks.
 BYTES_PER_VOXEL = 1024
 DEFAULT_PATCH = (128, 128, 128)
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """What to compute; ``None`` fields take the bundle's recommended values.
-
-    Attributes:
-        ensemble: ``mean``, ``vote`` or ``confidence``.
-        top_k: members averaged by ``confidence`` (default ceil(N/2) per region).
-        et_threshold: ET minimum volume in voxels (0 disables).
-        et_replace: what removed ET becomes, ``necrosis`` or ``background``.
-        threshold: probability above which a voxel belongs to a region, one for all or
-            one per region (:func:`submission.predict.bundle.region_thresholds`).
-        labels: label scheme written.
-        tta: mirroring test-time augmentation (8 flips).
-        overlap: sliding-window overlap.
-        max_memory_gb: activation memory allowed per member call; above it the
-            sliding window is used from the start (None: try the full volume).
-    """
-
-    ensemble: str | None = None
-    top_k: int | None = None
-    et_threshold: int | None = None
-    et_replace: str | None = None
-    threshold: float | dict[str, float] | None = None
-    labels: str | None = None
-    tta: bool = False
-    overlap: float | None = None
-    max_memory_gb: float | None = None
-
-    def resolve(self, manifest: Manifest) -> PredictOptions:
-        """These options with every None replaced by the manifest's recommendation."""
-        rec = manifest.recommended
-        defaults = {
-            "ensemble": rec.ensemble,
-            "top_k": rec.top_k,
-            "et_threshold": rec.et_threshold,
-            "et_replace": rec.et_replace,
-            "threshold": rec.threshold,
-            "labels": manifest.label_scheme,
-            "overlap": rec.overlap,
-        }
-        resolved = replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
-        _check_options(resolved, manifest)
-        return resolved
-
-
-def _check_options(options: PredictOptions, manifest: Manifest) -> None:
-    if options.ensemble not in ENSEMBLE_METHODS:
-        raise ValueError(
-            f"ensemble {options.ensemble!r} is not one of {', '.join(ENSEMBLE_METHODS)}"
-        )
-    if options.et_replace not in ET_REPLACEMENTS:
-        raise ValueError(f"ET replacement must be one of {', '.join(ET_REPLACEMENTS)}")
-    get_scheme(options.labels)
-    if options.et_threshold < 0:
-        raise ValueError(f"ET threshold must be >= 0 voxels, got {options.et_threshold}")
-    region_thresholds(options.threshold)
-    if not 0 <= options.overlap < 1:
-        raise ValueError(f"overlap must lie in [0, 1), got {options.overlap}")
-    if options.top_k is not None:
-        fewest = manifest.fewest_members
-        if not 1 <= options.top_k <= fewest:
-            raise ValueError(
-                f"top-k must lie in 1..{fewest}: the bundle has {fewest} member(s) for its "
-                "least covered region"
-            )
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """Where and how the members run (see :mod:`submission.predict.backends`)."""
-
-    backend: str = "auto"
-    device: str = "auto"
-    precision: str = "auto"
-    threads: int | None = None
 
 
 @dataclass
@@ -151,7 +69,14 @@ class _Slot:
 
 
 class Engine:
-    """A loaded bundle; :meth:`prepare` then :meth:`segment` each case (a runner Pipeline)."""
+    """A loaded bundle; :meth:`prepare` then :meth:`segment` each case (a runner Pipeline).
+
+    Attributes:
+        manifest: the bundle's manifest, read once.
+        options: the predict options, None fields resolved from the manifest.
+        device, backend, precision: where and how the members run.
+        slots: each member's loaded model, in manifest order.
+    """
 
     def __init__(
         self,
@@ -161,21 +86,29 @@ class Engine:
     ) -> None:
         start = time.perf_counter()
         self.bundle_dir = Path(bundle_dir)
-        runtime = runtime or RuntimeOptions()
-        self.runtime = runtime
-        device = backends.resolve_device(runtime.device)
+        self.runtime = runtime or RuntimeOptions()
+        device = backends.resolve_device(self.runtime.device)
+        self.manifest = read_manifest(self.bundle_dir)
+        verified: set[str] = set()
         try:
-            self._start(device)
+            self.backend, self.precision, self.slots = self._open_members(device, verified)
         except BackendError as exc:
             # A GPU the driver reports but the runtime cannot use (driver older than the
             # image's CUDA, missing libraries): with --device auto, run on the CPU instead.
-            if runtime.device != "auto" or device == "cpu":
+            if self.runtime.device != "auto" or device == "cpu":
                 raise
             log.warning("cannot use the GPU (%s); running on the CPU instead", exc)
-            self._start("cpu")
+            device = "cpu"
+            self.backend, self.precision, self.slots = self._open_members(device, verified)
+        self.device = device
         self.options = (options or PredictOptions()).resolve(self.manifest)
         self.scheme = get_scheme(self.options.labels)
         self.channel_order = [MODALITIES.index(c) for c in self.manifest.channels]
+        # The manifest's preprocessing without its padding to a divisor: each member pads
+        # to its own size rule in predict_volume, so a network of stride 8 is not run on a
+        # volume padded to 16 (a 240 x 240 x 155 brain: 152 x 200 x 152 voxels instead of
+        # 160 x 208 x 160, 13 % less compute). Brain voxels and their z-scores are the same.
+        self.preprocessing = replace(self.manifest.preprocessing, divisor=1)
         log.info(
             "bundle %s: %d member(s) on %s with %s (%s) in %.1f s; ensemble %s, ET threshold "
             "%d, labels %s%s",
@@ -191,21 +124,23 @@ class Engine:
             ", TTA" if self.options.tta else "",
         )
 
-    def _start(self, device: str) -> None:
-        """Choose backend and precision for ``device``, verify the files, open every member."""
-        manifest = read_manifest(self.bundle_dir)
-        formats = manifest.formats
-        self.device = device
-        self.backend = backends.resolve_backend(self.runtime.backend, device, formats)
-        self.precision = backends.resolve_precision(
-            self.runtime.precision, device, self.backend, formats
-        )
-        self.file_format = backends.file_format(self.backend, self.precision)
-        self.manifest = load_bundle(self.bundle_dir, formats=(self.file_format,))
-        self.slots = [
-            _Slot(m, self._open(m, self.backend, device, self.precision))
-            for m in self.manifest.members
-        ]
+    def _open_members(self, device: str, verified: set[str]) -> tuple[str, str, list[_Slot]]:
+        """Backend, precision and every member opened for ``device``, after verifying the
+        sha256 of the files it loads (each format once: ``verified`` remembers them).
+
+        Raises:
+            BackendError: no backend can run the bundle on ``device``.
+            BundleError: a file to load is missing or altered.
+        """
+        formats = self.manifest.formats
+        backend = backends.resolve_backend(self.runtime.backend, device, formats)
+        precision = backends.resolve_precision(self.runtime.precision, device, backend, formats)
+        file_format = backends.file_format(backend, precision)
+        if file_format not in verified:
+            verify_files(self.bundle_dir, self.manifest, (file_format,))
+            verified.add(file_format)
+        slots = [_Slot(m, self._open(m, backend, device, precision)) for m in self.manifest.members]
+        return backend, precision, slots
 
     def _open(self, member: Member, backend: str, device: str, precision: str):
         fmt = backends.file_format(backend, precision)
@@ -214,10 +149,10 @@ class Engine:
 
     # -- per case -------------------------------------------------------------------
 
-    def prepare(self, image_cdhw: np.ndarray, grid: Grid) -> Prepared:
+    def prepare(self, image_cdhw: np.ndarray) -> Prepared:
         """Crop and normalise a case (MODALITIES order in, the bundle's channel order out)."""
         start = time.perf_counter()
-        image, crop = preprocess_case(image_cdhw, self._preprocessing)
+        image, crop = preprocess_case(image_cdhw, self.preprocessing)
         return Prepared(image[self.channel_order], crop, time.perf_counter() - start)
 
     def segment(self, prepared: Prepared) -> CaseOutput:
@@ -226,10 +161,10 @@ class Engine:
         timings = {"preprocess": prepared.seconds}
         probs = self.member_probabilities(prepared, warnings, timings)
         tick = time.perf_counter()
-        regions = self.ensemble(probs, self.options)
+        regions = self.regions(probs)
         timings["ensemble"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        labels_dhw = self.labels(regions, prepared.crop, self.options)
+        labels_dhw = self.labels(regions, prepared.crop)
         et_voxels = int(np.count_nonzero(labels_dhw == self.scheme.labels["ET"]))
         timings["postprocess"] = time.perf_counter() - tick
         return CaseOutput(labels_dhw, timings, warnings, et_voxels)
@@ -251,7 +186,8 @@ class Engine:
         timings["localise"] = time.perf_counter() - tick
         tick = time.perf_counter()
         probs: dict[str, list[np.ndarray]] = {r: [] for r in TUMOUR_REGIONS}
-        stage_image = image if window is None else extract_window(image, window, self._size)
+        size = self.manifest.localization
+        stage_image = image if window is None else extract_window(image, window, size)
         for slot in self._slots("segmentation", keep):
             member_probs = self._predict(slot, stage_image, warnings)
             if window is not None:
@@ -261,25 +197,12 @@ class Engine:
         timings["members"] = time.perf_counter() - tick
         return probs
 
-    def labels(self, regions_rdhw: np.ndarray, crop: CropInfo, options: PredictOptions):
-        """uint8 labels on the case's grid from ensembled region masks: ET threshold, the
-        label scheme of ``options``, uncropped."""
-        labels = postprocess(
-            regions_rdhw, get_scheme(options.labels), options.et_threshold, options.et_replace
-        )
+    def labels(self, regions_rdhw: np.ndarray, crop: CropInfo) -> np.ndarray:
+        """uint8 labels on the case's grid from :meth:`regions`: the options' ET threshold
+        and label scheme, uncropped."""
+        options = self.options
+        labels = postprocess(regions_rdhw, self.scheme, options.et_threshold, options.et_replace)
         return uncrop(labels, crop, fill=0).astype(np.uint8)
-
-    @functools.cached_property
-    def _preprocessing(self):
-        """The manifest's preprocessing without its padding to a divisor: each member pads
-        to its own size rule in :func:`predict_volume`, so a network of stride 8 is not run
-        on a volume padded to 16 (a 240 x 240 x 155 brain: 152 x 200 x 152 voxels instead
-        of 160 x 208 x 160, 13 % less compute). Brain voxels and their z-scores are the same."""
-        return replace(self.manifest.preprocessing, divisor=1)
-
-    @property
-    def _size(self) -> tuple[int, int, int]:
-        return self.manifest.localization
 
     def _slots(self, stage: str, keep: Callable[[Member], bool] = lambda m: True) -> list[_Slot]:
         return [s for s in self.slots if s.member.stage == stage and keep(s.member)]
@@ -292,25 +215,19 @@ class Engine:
         if not stage1:
             return None
         wt = [self._predict(slot, image, warnings)[0] for slot in stage1]
-        wt_threshold = region_thresholds(self.options.threshold)["WT"]
-        mask = ensemble(np.stack(wt)[:, None], "mean", wt_threshold)[0]
+        thresholds = region_thresholds(self.options.threshold)
+        mask = region_masks({"WT": wt}, ["WT"], "mean", thresholds)[0]
         if not mask.any():
             warnings.append("stage 1 found no tumour: stage 2 ran on the brain-centred window")
             log.warning("localisation: %s", warnings[-1])
-        return tumour_window_start(mask, self._size)
+        return tumour_window_start(mask, self.manifest.localization)
 
-    def ensemble(self, probs: dict[str, list[np.ndarray]], options: PredictOptions) -> np.ndarray:
-        """Region masks (R, d, h, w) in the region order of ``options``' label scheme."""
-        scheme = get_scheme(options.labels)
-        thresholds = region_thresholds(options.threshold)
-        shape = next(iter(probs.values()))[0].shape
-        out = np.zeros((len(scheme.region_names), *shape), dtype=bool)
-        for i, region in enumerate(scheme.region_names):
-            if region not in probs:  # e.g. the resection cavity, which no model predicts
-                continue
-            stacked = np.stack(probs[region])[:, None]
-            out[i] = ensemble(stacked, options.ensemble, thresholds[region], options.top_k)[0]
-        return out
+    def regions(self, probs: dict[str, list[np.ndarray]]) -> np.ndarray:
+        """The options' ensemble of :meth:`member_probabilities`: bool region masks
+        (R, d, h, w) in the region order of the options' label scheme."""
+        thresholds = region_thresholds(self.options.threshold)
+        method, top_k = self.options.ensemble, self.options.top_k
+        return region_masks(probs, self.scheme.region_names, method, thresholds, top_k)
 
     # -- one member, with its fallbacks ------------------------------------------------
 

@@ -17,18 +17,19 @@ region's threshold, in every method, so the three agree on what "segments" means
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-ENSEMBLE_METHODS = ("mean", "vote", "confidence")
+# Its home is options.py; still importable from here for submission/cli.py.
+from submission.predict.options import ENSEMBLE_METHODS as ENSEMBLE_METHODS
+from submission.predict.options import check_ensemble, check_thresholds, check_top_k
 
 
 def _thresholds(threshold: float | Sequence[float], regions: int) -> np.ndarray:
     """Per-region thresholds shaped (R, 1, 1, 1) for broadcasting over (R, D, H, W)."""
     values = np.broadcast_to(np.asarray(threshold, dtype=np.float32), (regions,))
-    if np.any((values < 0) | (values >= 1)):
-        raise ValueError(f"thresholds must lie in [0, 1), got {list(values)}")
+    check_thresholds(values.tolist())
     return values.reshape(regions, 1, 1, 1)
 
 
@@ -79,6 +80,7 @@ def ensemble_probabilities(
         for ``vote`` the fraction of members that segment the voxel.
     """
     _check(probs_nrdhw)
+    check_ensemble(method)
     n, r = probs_nrdhw.shape[:2]
     if method == "mean":
         return probs_nrdhw.mean(axis=0, dtype=np.float32)
@@ -88,16 +90,10 @@ def ensemble_probabilities(
         for member in probs_nrdhw:
             votes += member > thr
         return votes.astype(np.float32) / n
-    if method == "confidence":
-        k = math.ceil(n / 2) if top_k is None else int(top_k)
-        if not 1 <= k <= n:
-            raise ValueError(f"top-k must lie in 1..{n} for {n} members, got {k}")
-        chosen = top_k_members(confidence_scores(probs_nrdhw, threshold), k)
-        return np.stack(
-            [probs_nrdhw[chosen[ri], ri].mean(axis=0, dtype=np.float32) for ri in range(r)]
-        )
-    choices = ", ".join(ENSEMBLE_METHODS)
-    raise ValueError(f"unknown ensemble method {method!r}; choose one of {choices}")
+    k = math.ceil(n / 2) if top_k is None else int(top_k)  # confidence
+    check_top_k(k, n)
+    chosen = top_k_members(confidence_scores(probs_nrdhw, threshold), k)
+    return np.stack([probs_nrdhw[chosen[ri], ri].mean(axis=0, dtype=np.float32) for ri in range(r)])
 
 
 def ensemble(
@@ -122,3 +118,44 @@ def ensemble(
         # Strict majority: more than N/2 members, so an even split is rejected.
         return combined > 0.5
     return combined > _thresholds(threshold, probs_nrdhw.shape[1])
+
+
+def region_masks(
+    probs: Mapping[str, Sequence[np.ndarray]],
+    region_names: Sequence[str],
+    method: str,
+    thresholds: Mapping[str, float],
+    top_k: int | None = None,
+    cache: dict[tuple, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The ensemble's region masks from each member's probabilities per region: what the
+    engine segments with and what ``bratskit tune`` scores.
+
+    Args:
+        probs: region -> float (d, h, w) probabilities of each member that predicts it.
+        region_names: the label scheme's regions, the output order; a region no member
+            predicts (the resection cavity) stays empty.
+        method, top_k: as for :func:`ensemble`.
+        thresholds: region -> probability threshold
+            (:func:`submission.predict.options.region_thresholds`).
+        cache: kept across calls on the same ``probs``, it reuses each region's mask for
+            the same method, top-k and threshold (tune scores every combination of
+            per-region thresholds on one case).
+
+    Returns:
+        bool (R, d, h, w) in ``region_names`` order.
+    """
+    shape = next(iter(probs.values()))[0].shape
+    out = np.zeros((len(region_names), *shape), dtype=bool)
+    for i, region in enumerate(region_names):
+        if region not in probs:
+            continue
+        key = (method, top_k, region, thresholds[region])
+        mask = None if cache is None else cache.get(key)
+        if mask is None:
+            stacked = np.stack(probs[region])[:, None]
+            mask = ensemble(stacked, method, thresholds[region], top_k)[0]
+            if cache is not None:
+                cache[key] = mask
+        out[i] = mask
+    return out

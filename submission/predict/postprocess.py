@@ -14,7 +14,10 @@ from scipy import ndimage
 
 from submission.brats import LabelScheme, get_scheme, regions_to_labels
 
-ET_REPLACEMENTS = ("necrosis", "background")
+# Its home is options.py; still importable from here for submission/cli.py.
+from submission.predict.options import ET_REPLACEMENTS as ET_REPLACEMENTS
+from submission.predict.options import check_et_replace, check_et_threshold
+
 #: 26-connectivity, as the organisers' lesion-wise metrics count components.
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 3)
 
@@ -63,11 +66,8 @@ def apply_et_threshold(
     Returns:
         bool copy of ``regions_rdhw`` (R, D, H, W).
     """
-    if replace not in ET_REPLACEMENTS:
-        choices = ", ".join(ET_REPLACEMENTS)
-        raise ValueError(f"ET replacement must be one of {choices}, got {replace!r}")
-    if min_voxels < 0:
-        raise ValueError(f"ET threshold must be >= 0 voxels, got {min_voxels}")
+    check_et_replace(replace)
+    check_et_threshold(min_voxels)
     out = regions_rdhw.astype(bool, copy=True)
     et = out[_index(scheme, "ET")]
     if 0 < int(et.sum()) < min_voxels:

@@ -116,15 +116,6 @@ def uncrop(array_xdhw: np.ndarray, info: CropInfo, fill: float = 0) -> np.ndarra
     return out
 
 
-def crop_info(image_cdhw: np.ndarray, policy: str, **kwargs) -> CropInfo:
-    """Crop info of the named policy (``centre`` or ``brain``) for an image."""
-    if policy == "centre":
-        return centre_crop_info(image_cdhw.shape[1:], **kwargs)
-    if policy == "brain":
-        return brain_crop_info(image_cdhw, **kwargs)
-    raise ValueError(f"unknown crop policy {policy!r}; choose one of {', '.join(CROP_POLICIES)}")
-
-
 @dataclass(frozen=True)
 class ZScoreStats:
     """Per-channel mean and standard deviation used by :func:`zscore_nonzero`."""
@@ -141,7 +132,8 @@ def zscore_nonzero(image_cdhw: np.ndarray) -> tuple[np.ndarray, ZScoreStats]:
     whose non-zero voxels are constant is only centred (std taken as 1).
 
     Returns:
-        float32 image of the same shape, and the statistics to invert it.
+        float32 image of the same shape, and the statistics that invert it inside each
+        channel's non-zero voxels (``z * std + mean``).
     """
     out = np.zeros(image_cdhw.shape, dtype=np.float32)
     means, stds = [], []
@@ -155,12 +147,6 @@ def zscore_nonzero(image_cdhw: np.ndarray) -> tuple[np.ndarray, ZScoreStats]:
         means.append(mean)
         stds.append(std)
     return out, ZScoreStats(np.array(means), np.array(stds))
-
-
-def zscore_invert(norm_cdhw: np.ndarray, stats: ZScoreStats, mask_cdhw: np.ndarray) -> np.ndarray:
-    """Undo :func:`zscore_nonzero` inside ``mask_cdhw`` (each channel's non-zero voxels)."""
-    out = norm_cdhw * stats.std[:, None, None, None] + stats.mean[:, None, None, None]
-    return np.where(mask_cdhw, out, 0).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ from submission.io.nifti import Grid, write_label_map
 
 log = logging.getLogger(__name__)
 
-#: image_cdhw (float32, 4 x D x H x W, canonical modality order) and its grid -> uint8 labels.
-Segmenter = Callable[[np.ndarray, Grid], np.ndarray]
+#: image_cdhw (float32, 4 x D x H x W, canonical modality order) -> uint8 labels (D, H, W)
+#: on the image's grid.
+Segmenter = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -57,7 +58,7 @@ class CaseOutput:
 class Pipeline(Protocol):
     """A segmenter in two steps; ``prepare`` runs in the loading thread, ahead of time."""
 
-    def prepare(self, image_cdhw: np.ndarray, grid: Grid) -> Any:
+    def prepare(self, image_cdhw: np.ndarray) -> Any:
         """Per-case work that needs no model (cropping, normalising)."""
 
     def segment(self, prepared: Any) -> CaseOutput:
@@ -70,11 +71,11 @@ class _FunctionPipeline:
     def __init__(self, segment: Segmenter) -> None:
         self._segment = segment
 
-    def prepare(self, image_cdhw: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
-        return image_cdhw, grid
+    def prepare(self, image_cdhw: np.ndarray) -> np.ndarray:
+        return image_cdhw
 
-    def segment(self, prepared: tuple[np.ndarray, Grid]) -> CaseOutput:
-        return CaseOutput(np.asarray(self._segment(*prepared)))
+    def segment(self, prepared: np.ndarray) -> CaseOutput:
+        return CaseOutput(np.asarray(self._segment(prepared)))
 
 
 class OutputError(OSError):
@@ -192,7 +193,7 @@ def _prepare(pipeline: Pipeline, case: Case) -> tuple[Any, float, Grid]:
     """Read and prepare one case (in the reading thread); returns the seconds it took."""
     start = time.perf_counter()
     image_cdhw, grid = load_case(case)
-    prepared = pipeline.prepare(image_cdhw, grid)
+    prepared = pipeline.prepare(image_cdhw)
     return prepared, time.perf_counter() - start, grid
 
 

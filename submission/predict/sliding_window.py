@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from submission.predict.options import check_overlap
+
 Forward = Callable[[np.ndarray], np.ndarray]
 """``forward(batch_ncdhw float32) -> probs_nrdhw float32`` with the input's spatial size."""
 
@@ -179,8 +181,7 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     """
     if patch < 1 or size < 1:
         raise ValueError(f"size and patch must be >= 1, got size={size}, patch={patch}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
+    check_overlap(overlap)
     if size <= patch:
         return [0]
     step = max(1, round(patch * (1 - overlap)))

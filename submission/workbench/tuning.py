@@ -51,9 +51,10 @@ from submission.evaluation.folders import find_references
 from submission.evaluation.overlap_2021 import dice
 from submission.io.cases import discover_cases, load_case
 from submission.io.nifti import read_label_map
-from submission.predict.bundle import region_thresholds
+from submission.predict.bundle import Manifest, with_recommended, write_manifest
 from submission.predict.engine import Engine
-from submission.predict.ensemble import ENSEMBLE_METHODS, ensemble
+from submission.predict.ensemble import region_masks
+from submission.predict.options import ENSEMBLE_METHODS, region_thresholds
 from submission.predict.postprocess import postprocess
 from submission.predict.preprocess import crop
 
@@ -244,7 +245,7 @@ def _score_case(
 ) -> None:
     """Append every candidate's WT, TC and ET Dice for one case to ``result``."""
     image, grid = load_case(case)
-    prepared = engine.prepare(image, grid)
+    prepared = engine.prepare(image)
     keep = (lambda m: True) if fold is None else (lambda m: m.fold == fold)
     probs = engine.member_probabilities(prepared, [], keep=keep)
     info = prepared.crop
@@ -265,18 +266,31 @@ def _score_case(
         groups.setdefault((c.ensemble, c.top_k, c.threshold), []).append(c)
     masks: dict[tuple, np.ndarray] = {}
     for (method, k, thresholds), group in groups.items():
-        regions = np.zeros((len(scheme.region_names), *info.out_shape), dtype=bool)
-        for region, t in zip(TUMOUR_REGIONS, thresholds):
-            key = (method, k, region, t)
-            if key not in masks:
-                stacked = np.stack(probs[region])[:, None]
-                masks[key] = ensemble(stacked, method, t, k)[0]
-            regions[scheme.region_names.index(region)] = masks[key]
+        per_region = dict(zip(TUMOUR_REGIONS, thresholds))
+        regions = region_masks(probs, scheme.region_names, method, per_region, k, cache=masks)
         et_voxels = int(np.count_nonzero(regions[scheme.region_names.index("ET")]))
         kept = region_dice(regions, 0)
         removed = region_dice(regions, et_voxels + 1) if et_voxels else kept
         for c in group:
             result.dice[c].append(removed if 0 < et_voxels < c.et_threshold else kept)
+
+
+def write_recommended(result: TuneResult, manifest: Manifest, bundle_dir: Path) -> Path:
+    """Store ``result``'s best candidate as the recommended defaults of ``manifest`` (the
+    bundle's, as read before tuning) in ``bundle_dir``'s ``manifest.json``; returns its path.
+
+    Raises:
+        BundleError: the candidate is not a valid recommendation for the bundle.
+    """
+    best = result.best
+    tuned = with_recommended(
+        manifest,
+        ensemble=best.ensemble,
+        top_k=best.top_k,
+        et_threshold=best.et_threshold,
+        threshold=best.recommended_threshold,
+    )
+    return write_manifest(bundle_dir, tuned)
 
 
 def _dice(pred: np.ndarray, ref: np.ndarray, ref_outside: int) -> float:

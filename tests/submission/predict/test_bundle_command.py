@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from submission.predict.bundle import ModelFile, load_bundle, read_manifest, sha256_file
+from submission.predict.bundle import load_bundle, read_manifest, sha256_file
+from submission.predict.members import ModelFile
 from tests.submission.predict.onnx_bundles import channel_bundle, pointwise_member, write_bundle
 
 

@@ -7,6 +7,7 @@ from submission.predict.ensemble import (
     confidence_scores,
     ensemble,
     ensemble_probabilities,
+    region_masks,
     top_k_members,
 )
 
@@ -110,3 +111,35 @@ def test_per_region_thresholds():
 def test_bad_arguments_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ensemble(members([0.5], [0.5]), **kwargs)
+
+
+def test_region_masks_per_region_in_the_scheme_order():
+    """Per region its own members and threshold; a region no member predicts stays empty."""
+    probs = {
+        "WT": [np.array([[[0.9, 0.45, 0.2]]]), np.array([[[0.7, 0.45, 0.2]]])],
+        "TC": [np.array([[[0.6, 0.6, 0.1]]])],  # one member only predicts TC
+        "ET": [np.array([[[0.2, 0.9, 0.3]]]), np.array([[[0.2, 0.9, 0.2]]])],
+    }
+    thresholds = {"WT": 0.4, "TC": 0.5, "ET": 0.5}
+    out = region_masks(probs, ("WT", "TC", "ET", "RC"), "mean", thresholds)
+    assert out.dtype == bool and out.shape == (4, 1, 1, 3)
+    assert out[:, 0, 0].astype(int).tolist() == [[1, 1, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]]
+    vote = region_masks(probs, ("ET", "WT"), "vote", {"WT": 0.8, "ET": 0.25})
+    assert vote[:, 0, 0].astype(int).tolist() == [[0, 1, 0], [0, 0, 0]]
+
+
+def test_region_masks_cache_reuses_a_region_only_for_the_same_choice():
+    rng = np.random.default_rng(0)
+    probs = {r: list(rng.uniform(size=(3, 4, 4, 4)).astype(np.float32)) for r in ("WT", "TC")}
+    cache: dict = {}
+    first = region_masks(probs, ("WT", "TC"), "confidence", {"WT": 0.5, "TC": 0.5}, 2, cache)
+    assert sorted(cache) == [("confidence", 2, "TC", 0.5), ("confidence", 2, "WT", 0.5)]
+    # one region's threshold changes: the other's mask comes from the cache, unchanged
+    second = region_masks(probs, ("WT", "TC"), "confidence", {"WT": 0.5, "TC": 0.3}, 2, cache)
+    np.testing.assert_array_equal(second[0], first[0])
+    assert len(cache) == 3
+    for out, t in ((first, 0.5), (second, 0.3)):
+        expected = ensemble(np.stack(probs["TC"])[:, None], "confidence", t, 2)[0]
+        np.testing.assert_array_equal(out[1], expected)
+    assert region_masks(probs, ("WT", "TC"), "mean", {"WT": 0.5, "TC": 0.3}, None, cache).any()
+    assert len(cache) == 5  # another method is another entry

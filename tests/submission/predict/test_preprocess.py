@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from submission.predict.preprocess import (
+    Preprocessing,
     brain_crop_info,
     centre_crop_info,
     crop,
-    crop_info,
+    preprocess_case,
     uncrop,
-    zscore_invert,
     zscore_nonzero,
 )
 
@@ -61,7 +61,8 @@ def test_brain_crop_pads_beyond_the_volume_when_needed():
 
 def test_uncrop_fills_outside_and_works_on_region_maps():
     image = brats_like()
-    info = crop_info(image, "brain")
+    _, info = preprocess_case(image, Preprocessing(crop="brain"))
+    assert info == brain_crop_info(image, margin=4, divisor=16)
     probs = np.ones((3, *info.out_shape), np.float32)
     back = uncrop(probs, info, fill=0)
     assert back.shape == (3, 240, 240, 155)
@@ -82,7 +83,9 @@ def test_zscore_over_nonzero_and_inverse():
         assert norm[c][mask[c]].mean() == pytest.approx(0, abs=1e-5)
         assert norm[c][mask[c]].std() == pytest.approx(1, abs=1e-4)
     assert not norm[~mask].any()
-    np.testing.assert_allclose(zscore_invert(norm, stats, mask), image, rtol=1e-5, atol=1e-3)
+    # the statistics invert it: z * std + mean inside each channel's non-zero voxels
+    restored = norm * stats.std[:, None, None, None] + stats.mean[:, None, None, None]
+    np.testing.assert_allclose(np.where(mask, restored, 0), image, rtol=1e-5, atol=1e-3)
 
 
 def test_zscore_constant_channel_is_only_centred():
@@ -92,6 +95,17 @@ def test_zscore_constant_channel_is_only_centred():
     assert not norm.any() and stats.std[0] == 1
 
 
+def test_preprocess_case_crops_by_the_policy_then_z_scores():
+    image = brats_like()
+    for spec, info in (
+        (Preprocessing(crop="brain", margin=2, divisor=8), brain_crop_info(image, 2, 8)),
+        (Preprocessing(crop="centre", divisor=8), centre_crop_info(image.shape[1:])),
+    ):
+        norm, got = preprocess_case(image, spec)
+        assert got == info and norm.dtype == np.float32
+        np.testing.assert_array_equal(norm, zscore_nonzero(crop(image, info))[0])
+
+
 def test_unknown_policy_names_the_choices():
     with pytest.raises(ValueError, match="centre, brain"):
-        crop_info(np.zeros((4, 8, 8, 8)), "random")
+        Preprocessing(crop="random")

@@ -11,7 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from submission.predict.bundle import read_manifest
+from submission.io.nifti import read_label_map
+from submission.predict.bundle import BundleError, Recommended, read_manifest
+from submission.workbench.tuning import Candidate, TuneResult, write_recommended
 from tests.submission.predict.onnx_bundles import channel_bundle
 
 SHAPE = ("48", "48", "32")
@@ -54,14 +56,14 @@ def test_held_out_scores_every_choice_and_stores_the_winner(labelled, tmp_path):
     assert table["mode"] == "held-out" and len(table["cases"]) == 6
     # mean, vote and confidence with k = 1..3; four ET thresholds; 0.3 or 0.5 per region
     assert len(table["candidates"]) == (2 + 3) * 4 * 2**3
-    best = max(table["candidates"], key=lambda c: c["score"])
+    keys = ("ensemble", "top_k", "et_threshold", "threshold")
+    best = next(c for c in table["candidates"] if {k: c[k] for k in keys} == table["best"])
     current = next(
         c
         for c in table["candidates"]
         if (c["ensemble"], c["et_threshold"], c["threshold"]) == ("mean", 0, [0.5] * 3)
     )
-    keys = ("ensemble", "top_k", "et_threshold", "threshold")
-    assert table["best"] == {k: best[k] for k in keys}
+    assert table["current"] == {k: current[k] for k in keys}
     assert f"improvement {best['score'] - current['score']:+.4f}" in result.stdout
     after = read_manifest(bundle).recommended
     if best["score"] > current["score"]:
@@ -75,6 +77,55 @@ def test_held_out_scores_every_choice_and_stores_the_winner(labelled, tmp_path):
         assert "wrote the new defaults" in result.stdout
     else:
         assert after == before
+
+
+def predict_and_evaluate(bundle, data, out, *flags) -> float:
+    """``bratskit predict`` with ``flags`` then the 2021 ``evaluate``: the mean over cases
+    of the mean Dice of WT, TC and ET, tune's score."""
+    out.mkdir()
+    result = bratskit("predict", "--input", data, "--output", out, "--bundle", bundle, *flags)
+    assert result.returncode == 0, result.stderr
+    report = out.with_suffix(".json")
+    result = bratskit("evaluate", "--pred", out, "--ref", data, "--json", report)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(report.read_text())["summary"]
+    return float(np.mean([summary[r]["dice"]["mean"] for r in ("WT", "TC", "ET")]))
+
+
+def test_the_choice_is_the_best_of_independently_computed_scores(labelled, tmp_path):
+    """One member, so the three ensembles coincide and the choice is between two ET
+    thresholds: 0 and one just above the smallest ET predicted, which removes it. Each is
+    scored by ``predict`` then ``evaluate``; tune must score them the same and keep the
+    better one (the current defaults, ET 0, on a tie)."""
+    bundle = channel_bundle(tmp_path / "b", folds=1)
+    scores = {0: predict_and_evaluate(bundle, labelled, tmp_path / "et0", "--et-threshold", 0)}
+    et_voxels = [
+        int((read_label_map(p)[0] == 4).sum()) for p in sorted((tmp_path / "et0").iterdir())
+    ]
+    smallest = min(v for v in et_voxels if v > 0) + 1
+    flags = ("--et-threshold", smallest)
+    scores[smallest] = predict_and_evaluate(bundle, labelled, tmp_path / "small", *flags)
+    assert scores[0] != pytest.approx(scores[smallest], abs=1e-6)  # a real choice
+    _, table = tune(
+        bundle,
+        labelled,
+        tmp_path / "tune.json",
+        "--et-thresholds",
+        f"0,{smallest}",
+        "--probability-thresholds",
+        "0.5",
+        "--dry-run",
+    )
+    assert len(table["candidates"]) == 3 * 2  # mean, vote, confidence k=1; two ET thresholds
+    for c in table["candidates"]:
+        assert c["score"] == pytest.approx(scores[c["et_threshold"]], abs=1e-9)
+    winner = max(scores, key=lambda t: (round(scores[t], 10), -t))
+    assert table["best"] == {
+        "ensemble": "mean",
+        "top_k": None,
+        "et_threshold": winner,
+        "threshold": [0.5] * 3,
+    }
 
 
 def test_dry_run_leaves_the_bundle_unchanged(labelled, tmp_path):
@@ -159,3 +210,39 @@ def test_cases_without_references_are_an_input_error(case_factory, tmp_path):
     result = bratskit("tune", bundle, "--data", case_factory())
     assert result.returncode == 3, result.stderr
     assert "label map" in result.stderr
+
+
+def test_write_recommended_stores_the_best_candidate(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    manifest = read_manifest(bundle)
+    current = Candidate("mean", None, 0)
+    best = Candidate("confidence", 2, 400, (0.3, 0.5, 0.5))
+    result = TuneResult("held-out", ["c1", "c2"], current)
+    result.dice = {current: [[0.8, 0.7, 0.6]] * 2, best: [[0.9, 0.7, 0.6]] * 2}
+    assert write_recommended(result, manifest, bundle) == bundle / "manifest.json"
+    tuned = read_manifest(bundle)
+    assert tuned.recommended == Recommended(
+        ensemble="confidence",
+        top_k=2,
+        et_threshold=400,
+        threshold={"WT": 0.3, "TC": 0.5, "ET": 0.5},
+    )
+    assert tuned.members == manifest.members  # only the defaults change
+    # one threshold for all three regions is stored as one number
+    result.dice = {
+        current: [[0.8, 0.7, 0.6]],
+        Candidate("vote", None, 100, (0.4,) * 3): [[1, 1, 1]],
+    }
+    write_recommended(result, manifest, bundle)
+    assert read_manifest(bundle).recommended == Recommended("vote", None, 100, threshold=0.4)
+
+
+def test_write_recommended_refuses_a_candidate_the_bundle_cannot_take(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    before = (bundle / "manifest.json").read_bytes()
+    current = Candidate("mean", None, 0)
+    result = TuneResult("held-out", ["c1"], current)
+    result.dice = {current: [[0.5, 0.5, 0.5]], Candidate("confidence", 5, 0): [[1, 1, 1]]}
+    with pytest.raises(BundleError, match="recommended.top_k: top-k must lie in 1..3"):
+        write_recommended(result, read_manifest(bundle), bundle)
+    assert (bundle / "manifest.json").read_bytes() == before

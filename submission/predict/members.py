@@ -1,0 +1,103 @@
+"""A bundle's members: one trained network each, the files it was exported to, and their
+form in ``manifest.json`` (the manifest itself, its checks and the files on disk are
+:mod:`submission.predict.bundle`'s).
+
+A *member* is one fold of one recipe member; its ``files`` are the same network in
+different formats. Stage ``localization`` members predict WT on the whole cropped brain
+to place the stage-2 window (paper 002, section 2.3); ``segmentation`` members predict
+their regions on the window (or the whole crop without localisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from submission.predict.sliding_window import SizeRule
+
+#: The file formats a member may have, keyed as in its ``files``
+#: (:func:`submission.predict.backends.file_format` says which one a backend loads).
+FILE_FORMATS = ("onnx", "onnx-fp16", "torchscript")
+#: A member's stage: the optional localisation stage, then segmentation.
+STAGES = ("localization", "segmentation")
+#: What a member outputs: sigmoid probabilities, or logits the engine turns into them.
+OUTPUT_KINDS = ("probabilities", "logits")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One exported file of a member.
+
+    Attributes:
+        path: relative to the bundle folder, with forward slashes.
+        sha256: hex digest of the file.
+        precision: ``fp32`` or ``fp16`` (the weights and arithmetic; inputs and outputs
+            are float32 either way).
+        parity: the export check (max_abs_diff, tolerance, input_shape, reference), or
+            None for files imported without a reference model.
+    """
+
+    path: str
+    sha256: str
+    precision: str = "fp32"
+    parity: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Member:
+    """One trained network of the ensemble (see the module docstring)."""
+
+    key: str
+    fold: int
+    regions: tuple[str, ...]
+    files: dict[str, ModelFile]
+    stage: str = "segmentation"
+    architecture: dict[str, Any] | None = None
+    size_rule: SizeRule = field(default_factory=SizeRule)
+    patch: tuple[int, int, int] | None = None
+    outputs: str = "probabilities"
+
+    @property
+    def name(self) -> str:
+        """``key/fold<k>``, as log lines name it."""
+        return f"{self.key}/fold{self.fold}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as the manifest lists it."""
+        return {
+            "key": self.key,
+            "fold": self.fold,
+            "stage": self.stage,
+            "regions": list(self.regions),
+            "architecture": self.architecture,
+            "size_rule": {
+                "divisors": list(self.size_rule.divisors),
+                "fixed": list(self.size_rule.fixed),
+            },
+            "patch": None if self.patch is None else list(self.patch),
+            "outputs": self.outputs,
+            "files": {fmt: asdict(f) for fmt, f in self.files.items()},
+        }
+
+
+def member_from_dict(raw: dict[str, Any]) -> Member:
+    """Parse one entry of the manifest's ``members``; optional keys take their defaults.
+
+    Raises:
+        KeyError, TypeError, ValueError: a missing or malformed key (the manifest's
+            parser reports it as a bundle error).
+    """
+    rule = raw.get("size_rule") or {}
+    return Member(
+        key=str(raw["key"]),
+        fold=int(raw["fold"]),
+        stage=str(raw.get("stage", "segmentation")),
+        regions=tuple(raw["regions"]),
+        architecture=raw.get("architecture"),
+        size_rule=SizeRule(
+            tuple(rule.get("divisors", (1, 1, 1))), tuple(rule.get("fixed", (None,) * 3))
+        ),
+        patch=None if raw.get("patch") is None else tuple(int(p) for p in raw["patch"]),
+        outputs=str(raw.get("outputs", "probabilities")),
+        files={fmt: ModelFile(**f) for fmt, f in raw["files"].items()},
+    )

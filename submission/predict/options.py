@@ -1,0 +1,183 @@
+"""What ``bratskit predict`` may be asked: the predict and runtime options, their choices
+and their checks, in one place.
+
+Every check of an ensemble method, top-k, ET minimum volume, ET replacement, probability
+threshold and sliding-window overlap is here and only here: the engine checks the options
+it resolves, the bundle checks its manifest's recommended values (as a
+:class:`~submission.predict.bundle.BundleError` naming the key), and the pure functions
+that use a value (:func:`~submission.predict.ensemble.ensemble`,
+:func:`~submission.predict.postprocess.postprocess`,
+:func:`~submission.predict.sliding_window.window_starts`) check their arguments with the
+same functions. Each raises ``ValueError`` naming the bad value and the allowed ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from submission.brats import TUMOUR_REGIONS, get_scheme
+
+if TYPE_CHECKING:
+    from submission.predict.bundle import Manifest
+
+#: Fold ensembles (see :mod:`submission.predict.ensemble`).
+ENSEMBLE_METHODS = ("mean", "vote", "confidence")
+#: What ET removed by the ET minimum volume becomes (see
+#: :func:`submission.predict.postprocess.apply_et_threshold`).
+ET_REPLACEMENTS = ("necrosis", "background")
+
+
+def check_ensemble(method: str) -> None:
+    """Raises ValueError unless ``method`` is one of :data:`ENSEMBLE_METHODS`."""
+    if method not in ENSEMBLE_METHODS:
+        choices = ", ".join(ENSEMBLE_METHODS)
+        raise ValueError(f"unknown ensemble method {method!r}; choose one of {choices}")
+
+
+def check_top_k(top_k: int, members: int, counted: str = "") -> None:
+    """Raises ValueError unless 1 <= ``top_k`` <= ``members``; ``counted`` says which
+    members were counted, for the message."""
+    if not 1 <= top_k <= members:
+        raise ValueError(
+            f"top-k must lie in 1..{members} for {members} member(s){counted}, got {top_k}"
+        )
+
+
+def check_et_threshold(voxels: int) -> None:
+    """Raises ValueError for a negative ET minimum volume (0 disables it)."""
+    if voxels < 0:
+        raise ValueError(f"ET threshold must be >= 0 voxels, got {voxels}")
+
+
+def check_et_replace(replace_with: str) -> None:
+    """Raises ValueError unless ``replace_with`` is one of :data:`ET_REPLACEMENTS`."""
+    if replace_with not in ET_REPLACEMENTS:
+        choices = ", ".join(ET_REPLACEMENTS)
+        raise ValueError(f"ET replacement must be one of {choices}, got {replace_with!r}")
+
+
+def check_overlap(overlap: float) -> None:
+    """Raises ValueError unless the sliding-window overlap lies in [0, 1)."""
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
+
+
+def check_thresholds(values: Sequence[float] | Mapping[str, float]) -> None:
+    """Raises ValueError unless every probability threshold lies in [0, 1); the message
+    lists the bad ones of a mapping, every value of a sequence."""
+    if isinstance(values, Mapping):
+        bad: Any = {r: v for r, v in values.items() if not 0 <= v < 1}
+    else:
+        bad = list(values) if any(not 0 <= v < 1 for v in values) else None
+    if bad:
+        raise ValueError(f"thresholds must lie in [0, 1), got {bad}")
+
+
+def region_thresholds(threshold: float | Mapping[str, float]) -> dict[str, float]:
+    """The probability threshold of each of WT, TC and ET: a number applies to all three.
+
+    Raises:
+        ValueError: a mapping without exactly WT, TC and ET, or a value outside [0, 1).
+    """
+    if isinstance(threshold, Mapping):
+        if set(threshold) != set(TUMOUR_REGIONS):
+            raise ValueError(
+                f"per-region thresholds need exactly {', '.join(TUMOUR_REGIONS)}, "
+                f"got {', '.join(map(str, threshold))}"
+            )
+        values = {r: float(threshold[r]) for r in TUMOUR_REGIONS}
+    else:
+        values = dict.fromkeys(TUMOUR_REGIONS, float(threshold))
+    check_thresholds(values)
+    return values
+
+
+def check_option(name: str, value: Any, fewest_members: int) -> None:
+    """Check one ensemble or post-processing option, as a flag or a manifest gives it.
+
+    Args:
+        name: ``ensemble``, ``top_k`` (None allowed), ``et_threshold``, ``et_replace``,
+            ``threshold`` or ``overlap``.
+        fewest_members: segmentation members of the bundle's least covered region, the
+            largest top-k.
+
+    Raises:
+        ValueError: the value is not allowed (see the module docstring).
+    """
+    if name == "ensemble":
+        check_ensemble(value)
+    elif name == "top_k":
+        if value is not None:
+            check_top_k(value, fewest_members, " of the bundle's least covered region")
+    elif name == "et_threshold":
+        check_et_threshold(value)
+    elif name == "et_replace":
+        check_et_replace(value)
+    elif name == "threshold":
+        region_thresholds(value)
+    elif name == "overlap":
+        check_overlap(value)
+    else:
+        raise AssertionError(f"no check for option {name!r}")
+
+
+#: The options a manifest recommends (:class:`~submission.predict.bundle.Recommended`'s
+#: fields), in the order :func:`check_option` checks them.
+RECOMMENDABLE = ("ensemble", "et_replace", "et_threshold", "threshold", "overlap", "top_k")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What to compute; ``None`` fields take the bundle's recommended values.
+
+    Attributes:
+        ensemble: ``mean``, ``vote`` or ``confidence``.
+        top_k: members averaged by ``confidence`` (default ceil(N/2) per region).
+        et_threshold: ET minimum volume in voxels (0 disables).
+        et_replace: what removed ET becomes, ``necrosis`` or ``background``.
+        threshold: probability above which a voxel belongs to a region, one for all or
+            one per region (:func:`region_thresholds`).
+        labels: label scheme written.
+        tta: mirroring test-time augmentation (8 flips).
+        overlap: sliding-window overlap.
+        max_memory_gb: activation memory allowed per member call; above it the
+            sliding window is used from the start (None: try the full volume).
+    """
+
+    ensemble: str | None = None
+    top_k: int | None = None
+    et_threshold: int | None = None
+    et_replace: str | None = None
+    threshold: float | dict[str, float] | None = None
+    labels: str | None = None
+    tta: bool = False
+    overlap: float | None = None
+    max_memory_gb: float | None = None
+
+    def resolve(self, manifest: Manifest) -> PredictOptions:
+        """These options with every None replaced by the manifest's recommendation.
+
+        Raises:
+            ValueError: an option is not allowed (or the label scheme is unknown).
+        """
+        recommended = manifest.recommended
+        defaults = {name: getattr(recommended, name) for name in RECOMMENDABLE}
+        defaults["labels"] = manifest.label_scheme
+        unset = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        resolved = replace(self, **unset)
+        get_scheme(resolved.labels)
+        for name in RECOMMENDABLE:
+            check_option(name, getattr(resolved, name), manifest.fewest_members)
+        return resolved
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how the members run (see :mod:`submission.predict.backends`)."""
+
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None

@@ -1,0 +1,57 @@
+"""Manifests: parsed, checked, written and read back; the ``bratskit bundle --json``
+summary."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from submission.predict.bundle import (
+    BundleError,
+    manifest_from_dict,
+    read_manifest,
+    summary,
+    with_recommended,
+    write_manifest,
+)
+from tests.submission.predict.onnx_bundles import channel_bundle
+
+
+def test_manifest_round_trips_through_its_json(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    manifest = read_manifest(bundle)
+    assert manifest_from_dict(manifest.to_dict()) == manifest
+    tuned = with_recommended(
+        manifest, ensemble="confidence", top_k=2, threshold={"WT": 0.3, "TC": 0.5, "ET": 0.5}
+    )
+    write_manifest(bundle, tuned)
+    assert read_manifest(bundle) == tuned and read_manifest(bundle).recommended.top_k == 2
+
+
+def test_with_recommended_checks_the_new_values(tmp_path):
+    manifest = read_manifest(channel_bundle(tmp_path / "b"))
+    with pytest.raises(BundleError, match=r"recommended.top_k: top-k must lie in 1..3"):
+        with_recommended(manifest, top_k=4)
+
+
+def test_summary_is_what_bundle_json_prints(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    manifest = read_manifest(bundle)
+    digest = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert summary(manifest, bundle) == {
+        "bundle": str(bundle),
+        "manifest_sha256": digest,
+        "label_scheme": "2021",
+        "members": 3,
+        "formats": ["onnx"],
+        "bratskit_version": "",
+        "recommended": {
+            "ensemble": "mean",
+            "top_k": None,
+            "et_threshold": 0,
+            "et_replace": "necrosis",
+            "threshold": 0.5,
+            "overlap": 0.5,
+        },
+    }

@@ -1,0 +1,131 @@
+"""The per-case loop on real NIfTI cases in tmp folders: outputs, overlapped I/O, failures
+isolated to their case."""
+
+from __future__ import annotations
+
+import stat
+import threading
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from submission.brats import MODALITIES
+from submission.io.nifti import read_label_map
+from submission.predict.runner import CaseOutput, OutputError, case_line, run_cases
+from tests.conftest import LPS_SMALL, small_image
+
+IDS = ("BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003")
+
+
+def threshold_segmenter(image):
+    """A stand-in for the network: labels bright FLAIR as edema (label 2)."""
+    return (image[MODALITIES.index("t2f")] > 900).astype(np.uint8) * 2
+
+
+class ThresholdPipeline:
+    """:func:`threshold_segmenter` in two steps, recording the thread of each step."""
+
+    def __init__(self):
+        self.threads = {"prepare": set(), "segment": set()}
+
+    def prepare(self, image_cdhw):
+        self.threads["prepare"].add(threading.current_thread().name)
+        return image_cdhw[MODALITIES.index("t2f")]
+
+    def segment(self, flair_dhw):
+        self.threads["segment"].add(threading.current_thread().name)
+        labels = (flair_dhw > 900).astype(np.uint8) * 2
+        return CaseOutput(labels, {"segment": 0.0}, ["a note"], int((labels == 4).sum()))
+
+
+def test_overlapped_and_sequential_io_write_the_same_files(case_factory, tmp_path):
+    root = case_factory("2021-folders", IDS)
+    outputs = {}
+    for overlap_io in (True, False):
+        pipeline = ThresholdPipeline()
+        out = tmp_path / f"out-{overlap_io}"
+        report = run_cases(root, out, pipeline, overlap_io=overlap_io)
+        assert report.ok and report.written == list(IDS)
+        outputs[overlap_io] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        # overlapped: prepare runs in the reading thread, segment in the main one
+        main = threading.main_thread().name
+        assert pipeline.threads["segment"] == {main}
+        if overlap_io:
+            assert all(t.startswith("bratskit-read") for t in pipeline.threads["prepare"])
+        else:
+            assert pipeline.threads["prepare"] == {main}
+    assert outputs[True] == outputs[False]
+    assert sorted(outputs[True]) == [f"{i}.nii.gz" for i in IDS]
+    labels, _ = read_label_map(tmp_path / "out-True" / "BraTS2021_00002.nii.gz")
+    expected = threshold_segmenter(small_image(1).astype(np.float32))
+    np.testing.assert_array_equal(labels, expected)
+    assert 0 < (labels == 2).sum() < labels.size
+
+
+@pytest.mark.parametrize(
+    ("layout", "case_id"),
+    [("2021-flat", "BraTS2021_00042"), ("2023-folders", "BraTS-GLI-00001-000")],
+)
+def test_outputs_are_named_by_case_id(case_factory, tmp_path, layout, case_id):
+    root = case_factory(layout, [case_id])
+    run_cases(root, tmp_path / "out", threshold_segmenter)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{case_id}.nii.gz"]
+
+
+def test_segmenter_crash_fails_only_that_case(case_factory, tmp_path):
+    root = case_factory("2021-folders", ["BraTS2021_00001", "BraTS2021_00002"])
+
+    def flaky(image):
+        if image[0, 10, 10, 10] == small_image(1)[0, 10, 10, 10]:
+            raise RuntimeError("out of memory")
+        return np.zeros(image.shape[1:], np.uint8)
+
+    report = run_cases(root, tmp_path / "out", flaky)
+    assert report.written == ["BraTS2021_00001"]
+    assert "out of memory" in report.failed["BraTS2021_00002"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["BraTS2021_00001.nii.gz"]
+    assert not report.ok
+
+
+def test_a_failed_write_fails_only_that_case(case_factory, tmp_path):
+    root = case_factory("2021-folders", IDS)
+    out = tmp_path / "out"
+    (out / "BraTS2021_00002.nii.gz").mkdir(parents=True)  # a folder where the file goes
+    report = run_cases(root, out, threshold_segmenter)
+    assert report.written == ["BraTS2021_00001", "BraTS2021_00003"]
+    assert list(report.failed) == ["BraTS2021_00002"]
+    assert report.failed["BraTS2021_00002"].startswith("write failed")
+    # nothing partial or temporary left behind
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.nii.gz" for i in IDS]
+
+
+def test_unwritable_output_folder(case_factory, tmp_path):
+    # A regular file where the output folder should be cannot be written, even by root.
+    out = tmp_path / "out"
+    out.write_text("")
+    with pytest.raises(OutputError, match="not writable"):
+        run_cases(case_factory(), out, threshold_segmenter)
+
+
+def test_output_is_uint8_on_input_grid(case_factory, tmp_path):
+    root = case_factory("2021-flat", ["BraTS2021_00042"])
+    run_cases(root, tmp_path / "out", threshold_segmenter)
+    img = nib.load(tmp_path / "out" / "BraTS2021_00042.nii.gz")
+    assert img.get_data_dtype() == np.uint8 and img.shape == (32, 32, 24)
+    np.testing.assert_allclose(img.affine, LPS_SMALL)
+    assert img.header.get_qform(coded=True)[1] == 2 and img.header.get_sform(coded=True)[1] == 1
+    assert (
+        oct(stat.S_IMODE((tmp_path / "out" / "BraTS2021_00042.nii.gz").stat().st_mode)) == "0o644"
+    )
+
+
+def test_report_times_every_stage_and_the_log_line_says_them(case_factory, tmp_path):
+    root = case_factory("2021-folders", IDS[:1])
+    report = run_cases(root, tmp_path / "out", ThresholdPipeline())
+    timings = report.timings[IDS[0]]
+    assert list(timings) == ["read", "segment", "write"]
+    assert report.seconds[IDS[0]] >= timings["read"] + timings["write"]
+    assert report.wall_seconds > 0
+    out = CaseOutput(np.zeros((2, 2, 2), np.uint8), {"read": 1.25, "members": 2.5}, ["slid"], 7)
+    assert case_line("c1", 3.75, out) == "c1 3.8 s (read 1.25, members 2.50) ET 7 voxels; slid"
