@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS
+from submission.exit_codes import UnusableError
 from submission.predict.ensemble import ENSEMBLE_METHODS
 from submission.predict.postprocess import ET_REPLACEMENTS
 from submission.predict.preprocess import Preprocessing
@@ -62,7 +63,7 @@ STAGES = ("localization", "segmentation")
 OUTPUT_KINDS = ("probabilities", "logits")
 
 
-class BundleError(ValueError):
+class BundleError(ValueError, UnusableError):
     """A bundle that cannot be used: the message names the file or key and the fix."""
 
 
