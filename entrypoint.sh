@@ -11,9 +11,10 @@
 #   hotfix                          MLCube no-op
 #   anything else                   passed to `bratskit` (e.g. validate, bundle, --help)
 #
-# Exit codes are bratskit's: 0 every case written; 1 some case failed (the others are
-# written, each failure named on stderr); 2 bad flag or value; 3 input, output or bundle
-# unusable (missing, empty, not writable, altered); 4 no backend can run the bundle.
+# Exit codes are bratskit's (submission/exit_codes.py, the README's table), for predict:
+# 0 every case written; 1 some case failed (the others are written, each failure named on
+# stderr); 2 bad flag or value; 3 input, output or bundle unusable (missing, empty, not
+# writable, altered); 4 no backend can run the bundle (or the sub-command is unavailable).
 set -euo pipefail
 
 BUNDLE="${BRATSKIT_BUNDLE:-/opt/bratskit/bundle}"

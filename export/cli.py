@@ -4,22 +4,20 @@ Registered by :mod:`submission.cli` (``from export.cli import export``). Only cl
 the runtime's light modules are imported here; torch, onnx and onnxruntime are imported
 when an export runs, and a missing one exits with 4 and the install command.
 
-Exit codes (:mod:`submission.exit_codes`): 0 ok; 1 an export or parity check failed
-(nothing written); 2 usage error, including a non-empty ``--out`` without ``--force``;
-3 an unusable run, checkpoint, ONNX file or bundle; 4 a missing dependency.
+Exit codes (:mod:`submission.exit_codes`, by the categories of :mod:`export.errors`): 0 ok;
+1 an export or parity check failed (nothing written); 2 usage error, including a non-empty
+``--out`` without ``--force``; 3 an unusable run, checkpoint, ONNX file or bundle; 4 a
+missing dependency.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from submission.brats import MODALITIES, SCHEMES
-from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_USAGE
+from submission.exit_codes import BadValueError, UnavailableError, exit_on_error
 from submission.predict.preprocess import CROP_POLICIES
 
 _IMPORT_ONLY = ("regions", "channels", "outputs", "divisor", "crop")
@@ -31,28 +29,6 @@ def _split(value: str, upper: bool = False) -> tuple[str, ...]:
     return tuple(v.upper() if upper else v.lower() for v in items)
 
 
-def _fail(exc: Exception, code: int) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(code)
-
-
-def _guarded(action: Callable[[], Any]) -> Any:
-    """Run ``action``, turning the errors a user causes into one line and an exit code."""
-    from export.errors import ExportError, OutputExistsError, RunError
-    from submission.predict.bundle import BundleError
-
-    try:
-        return action()
-    except ExportError as exc:
-        _fail(exc, EXIT_FAILED)
-    except OutputExistsError as exc:
-        _fail(exc, EXIT_USAGE)
-    except (RunError, BundleError) as exc:
-        _fail(exc, EXIT_INPUT)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
 def _require_dependencies() -> None:
     try:
         import onnx  # noqa: F401
@@ -61,19 +37,10 @@ def _require_dependencies() -> None:
 
         import train.models  # noqa: F401
     except ModuleNotFoundError as exc:
-        click.echo(
+        raise UnavailableError(
             f"bratskit export needs torch, the train/ package, onnx and onnxruntime "
-            f"({exc.name} is missing): pip install -e '.[train]' onnx onnxruntime",
-            err=True,
-        )
-        sys.exit(EXIT_UNAVAILABLE)
-
-
-def _show_info(bundle: Path) -> None:
-    from submission.predict.bundle import describe, load_bundle
-
-    manifest = _guarded(lambda: load_bundle(bundle))
-    click.echo(describe(manifest, bundle))
+            f"({exc.name} is missing): pip install -e '.[train]' onnx onnxruntime"
+        ) from None
 
 
 def _check_mode(given: dict[str, bool], onnx_mode: bool) -> None:
@@ -108,6 +75,8 @@ def _check_mode(given: dict[str, bool], onnx_mode: bool) -> None:
 @click.option("--divisor", type=click.IntRange(min=1), help="--onnx: size divisor [16].")
 @click.option("--crop", type=click.Choice(CROP_POLICIES), help="--onnx: crop policy [brain].")
 @click.option("--info", type=click.Path(path_type=Path), help="Describe a bundle and exit.")
+# The export steps check their settings with ValueError: a bad value of a flag.
+@exit_on_error({ValueError: BadValueError})
 def export(runs, out, formats, opset, fp16, force, labels, onnx_files, info, **import_opts):
     """Export training RUNs (every fold, every member) to a model bundle, each file
     checked against the eager model; or bundle ONNX files; or describe a bundle.
@@ -117,12 +86,14 @@ def export(runs, out, formats, opset, fp16, force, labels, onnx_files, info, **i
     bratskit export --onnx FILE [FILE ...] --regions TC,WT,ET --outputs logits --out BUNDLE
     bratskit export --info BUNDLE
     """
+    from submission.predict.bundle import describe, load_bundle
+
     given = {k: v is not None for k, v in import_opts.items()}
     given |= {"formats": formats is not None, "opset": opset is not None, "fp16": fp16}
     if info is not None:
         if runs or out or onnx_files or any(given.values()):
             raise click.UsageError("--info takes only the bundle folder")
-        _show_info(info)
+        click.echo(describe(load_bundle(info), info))
         return
     onnx_mode = bool(onnx_files)
     _check_mode(given, onnx_mode)
@@ -132,13 +103,9 @@ def export(runs, out, formats, opset, fp16, force, labels, onnx_files, info, **i
         raise click.UsageError("pass one or more training RUN folders (or --onnx FILE ...)")
     _require_dependencies()
     if onnx_mode:
-        manifest = _guarded(
-            lambda: _import(list(onnx_files) + list(runs), out, labels, force, import_opts)
-        )
+        manifest = _import(list(onnx_files) + list(runs), out, labels, force, import_opts)
     else:
-        manifest = _guarded(lambda: _export(runs, out, formats, opset, fp16, labels, force))
-    from submission.predict.bundle import describe
-
+        manifest = _export(runs, out, formats, opset, fp16, labels, force)
     click.echo(describe(manifest, out))
 
 

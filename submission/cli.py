@@ -1,11 +1,8 @@
 """The one ``bratskit`` command (DESIGN.md, "One command").
 
-Exit codes, the same for every sub-command:
-    0  everything succeeded / is valid
-    1  at least one case failed or is invalid (the others were still processed)
-    2  usage error (bad flag or value)
-    3  the input or output folder as a whole is unusable (missing, empty, not writable)
-    4  the sub-command is not available in this installation or version
+Each sub-command parses its flags, calls one domain function and prints what it returns;
+errors end it through :func:`submission.exit_codes.exit_on_error`, the one owner of the
+exit codes (``bratskit --help`` lists them).
 """
 
 from __future__ import annotations
@@ -19,25 +16,27 @@ from pathlib import Path
 import click
 
 from submission import __version__
-from submission.brats import LAYOUT_YEARS, SCHEMES
-from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
-from submission.io.cases import InputError
+from submission.brats import LAYOUT_YEARS, SCHEMES, TUMOUR_REGIONS
+from submission.exit_codes import (
+    EXIT_FAILED,
+    EXIT_OK,
+    MEANINGS,
+    BadValueError,
+    UnavailableError,
+    UnusableError,
+    exit_on_error,
+)
 from submission.predict.backends import BACKENDS, DEVICES, PRECISIONS
 from submission.predict.ensemble import ENSEMBLE_METHODS
 from submission.predict.postprocess import ET_REPLACEMENTS
-from submission.predict.runner import OutputError
 from submission.workbench.validate import Report
-from submission.workbench.view import view_command  # matplotlib only when it draws
 
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
-# Folders are not checked by click: a missing one is an unusable folder (exit 3), with the
+BACKEND_CHOICE, DEVICE_CHOICE = click.Choice(["auto", *BACKENDS]), click.Choice(["auto", *DEVICES])
+# Paths are not checked by click: a missing folder is an unusable folder (exit 3), with the
 # library's message, not a usage error.
-existing_dir = click.Path(file_okay=False, path_type=Path)
-
-
-def _fail_input(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_INPUT)
+dir_path = click.Path(file_okay=False, path_type=Path)
+file_path = click.Path(dir_okay=False, path_type=Path)
 
 
 def _emit(report: Report, title: str) -> bool:
@@ -49,7 +48,16 @@ def _emit(report: Report, title: str) -> bool:
     return report.ok
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Bratskit(click.Group):
+    """The command group; its help ends with the exit codes of every sub-command."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Exit codes"):
+            formatter.write_dl([(str(code), meaning) for code, meaning in MEANINGS.items()])
+        super().format_epilog(ctx, formatter)
+
+
+@click.group(cls=_Bratskit, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bratskit")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
@@ -62,7 +70,7 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=dir_path)
 @click.option("--cases", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--layout", type=click.Choice(LAYOUT_YEARS), default="2021", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -76,6 +84,7 @@ def main(verbose: bool) -> None:
     type=click.IntRange(0),
     help="Number the cases from here (a held-out set beside a training set).",
 )
+@exit_on_error()
 def synth(
     out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, int], first: int
 ) -> None:
@@ -90,25 +99,23 @@ def synth(
 
 
 @main.command()
-@click.argument("input_dir", metavar="INPUT", type=existing_dir)
-@click.option("--output", type=existing_dir, help="Also check this output folder against INPUT.")
+@click.argument("input_dir", metavar="INPUT", type=dir_path)
+@click.option("--output", type=dir_path, help="Also check this output folder against INPUT.")
 @click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
+@exit_on_error()
 def validate(input_dir: Path, output: Path | None, labels: str) -> None:
     """Check INPUT (and OUTPUT against it) by the challenge rules; exit 0 only if all valid."""
     from submission.workbench.validate import validate_input, validate_output
 
-    try:
-        ok = _emit(validate_input(input_dir), f"input {input_dir}")
-        if output is not None:
-            ok &= _emit(validate_output(input_dir, output, labels), f"output {output}")
-    except InputError as exc:
-        _fail_input(exc)
+    ok = _emit(validate_input(input_dir), f"input {input_dir}")
+    if output is not None:
+        ok &= _emit(validate_output(input_dir, output, labels), f"output {output}")
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @main.command()
-@click.option("--pred", required=True, type=existing_dir, help="Predictions <id>.nii.gz.")
-@click.option("--ref", required=True, type=existing_dir, help="References, flat or in folders.")
+@click.option("--pred", required=True, type=dir_path, help="Predictions <id>.nii.gz.")
+@click.option("--ref", required=True, type=dir_path, help="References, flat or in folders.")
 @click.option(
     "--scheme",
     type=click.Choice(["2021", "2023", "2025"]),
@@ -119,7 +126,6 @@ def validate(input_dir: Path, output: Path | None, labels: str) -> None:
 @click.option(
     "--labels",
     type=SCHEME_CHOICE,
-    default=None,
     help="Label scheme of the files [2021 for --scheme 2021, else 2023].",
 )
 @click.option(
@@ -128,100 +134,61 @@ def validate(input_dir: Path, output: Path | None, labels: str) -> None:
     show_default=True,
     help="Cohort parameters for 2023/2025 (gli, ssa, ped, men, met).",
 )
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--csv", "csv_path", type=file_path)
+@click.option("--json", "json_path", type=file_path)
 @click.option(
     "--markdown",
     "markdown_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=file_path,
     help="Markdown summary: statistics per region, Dice and HD95 per case.",
 )
 @click.option(
     "--boxplot",
     "boxplot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=file_path,
     help="PNG box plot of Dice and HD95 per region (needs matplotlib).",
 )
 @click.option(
     "--report",
     "report_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=dir_path,
     help="Write evaluation.md, boxplot.png, cases.csv and summary.json to this folder.",
 )
+# Folder checks and plots raise builtins: ValueError and OSError mean an unusable folder or
+# file, ImportError a package this installation lacks (matplotlib, panoptica).
+@exit_on_error({ValueError: UnusableError, OSError: UnusableError, ImportError: UnavailableError})
 def evaluate(
-    pred: Path,
-    ref: Path,
-    scheme: str,
-    labels: str | None,
-    cohort: str,
-    csv_path: Path | None,
-    json_path: Path | None,
-    markdown_path: Path | None,
-    boxplot_path: Path | None,
-    report_dir: Path | None,
+    pred: Path, ref: Path, scheme: str, labels: str | None, cohort: str, **outputs: Path | None
 ) -> None:
     """Score predictions against references as the organisers do."""
     from submission.evaluation import evaluate_folders
-    from submission.evaluation.plots import write_boxplot
+    from submission.evaluation.outputs import write_outputs
 
-    try:
-        result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort)
-    except (InputError, ValueError) as exc:
-        _fail_input(exc)
+    result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort)
     click.echo(result.format_table())
     for case_id in result.missing:
         click.echo(f"missing prediction: {case_id} (scored as the organisers do)")
-
-    def write_markdown(path: Path) -> None:
-        path.write_text(result.to_markdown(), encoding="utf-8")
-
-    tables = [(csv_path, result.to_csv), (json_path, result.to_json)]
-    tables.append((markdown_path, write_markdown))
-    plots = [boxplot_path]
-    if report_dir is not None:
-        tables += [
-            (report_dir / "cases.csv", result.to_csv),
-            (report_dir / "summary.json", result.to_json),
-            (report_dir / "evaluation.md", write_markdown),
-        ]
-        plots.append(report_dir / "boxplot.png")
-    # Tables before plots: without matplotlib the other outputs are still written.
-    try:
-        if report_dir is not None:
-            report_dir.mkdir(parents=True, exist_ok=True)
-        for path, write in tables:
-            if path is not None:
-                write(path)
-        for path in plots:
-            if path is not None:
-                write_boxplot(result, path)
-    except ImportError as exc:
-        click.echo(f"error: {exc} (the other outputs were written)", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    except (OSError, ValueError) as exc:
-        _fail_input(exc)
-    if report_dir is not None:
-        click.echo(f"wrote report to {report_dir}")
+    write_outputs(result, **outputs)
+    if outputs["report_dir"] is not None:
+        click.echo(f"wrote report to {outputs['report_dir']}")
 
 
 @main.command()
-@click.argument("out", type=existing_dir)
-@click.option("--zip", "zip_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out", type=dir_path)
+@click.option("--zip", "zip_path", required=True, type=file_path)
 @click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
 @click.option(
     "--input",
     "input_dir",
-    type=existing_dir,
+    type=dir_path,
     help="Input cases, to check shapes, affines and completeness too.",
 )
+@exit_on_error({ValueError: UnusableError})  # e.g. the archive inside the folder it zips
 def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> None:
     """Validate the predictions in OUT, then zip them for a validation-phase upload."""
     from submission.workbench.package import package_predictions
 
-    try:
-        report = package_predictions(out, zip_path, labels=labels, input_dir=input_dir)
-    except (InputError, ValueError, OutputError) as exc:
-        _fail_input(exc)
+    report = package_predictions(out, zip_path, labels=labels, input_dir=input_dir)
     if not _emit(report, f"predictions {out}"):
         click.echo("nothing packaged: fix the files above first", err=True)
         sys.exit(EXIT_FAILED)
@@ -229,14 +196,15 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
 
 
 @main.command(name="bundle")
-@click.argument("bundle_dir", metavar="BUNDLE", type=existing_dir)
+@click.argument("bundle_dir", metavar="BUNDLE", type=dir_path)
 @click.option("--formats", help="Only these file formats, e.g. onnx,onnx-fp16 [all].")
 @click.option(
     "--copy-to",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=dir_path,
     help="Copy the files of --formats and a manifest listing only them to this new folder.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead.")
+@exit_on_error()
 def bundle_command(
     bundle_dir: Path, formats: str | None, copy_to: Path | None, as_json: bool
 ) -> None:
@@ -246,7 +214,6 @@ def bundle_command(
     from submission.predict.bundle import (
         FILE_FORMATS,
         MANIFEST,
-        BundleError,
         copy_bundle,
         describe,
         load_bundle,
@@ -254,13 +221,10 @@ def bundle_command(
     )
 
     chosen = tuple(f.strip() for f in formats.split(",")) if formats else FILE_FORMATS
-    try:
-        if copy_to is not None:
-            manifest, shown = copy_bundle(bundle_dir, copy_to, chosen), copy_to
-        else:
-            manifest, shown = load_bundle(bundle_dir, chosen), bundle_dir
-    except BundleError as exc:
-        _fail_input(exc)
+    if copy_to is not None:
+        manifest, shown = copy_bundle(bundle_dir, copy_to, chosen), copy_to
+    else:
+        manifest, shown = load_bundle(bundle_dir, chosen), bundle_dir
     if not as_json:
         click.echo(describe(manifest, shown))
         return
@@ -277,11 +241,9 @@ def bundle_command(
 
 
 @main.command()
-@click.option("--input", "input_dir", required=True, type=existing_dir, help="Input cases.")
-@click.option(
-    "--output", "output_dir", required=True, type=existing_dir, help="Where <id>.nii.gz go."
-)
-@click.option("--bundle", required=True, type=existing_dir, help="Model bundle folder.")
+@click.option("--input", "input_dir", required=True, type=dir_path, help="Input cases.")
+@click.option("--output", "output_dir", required=True, type=dir_path, help="Where <id>.nii.gz go.")
+@click.option("--bundle", required=True, type=dir_path, help="Model bundle folder.")
 @click.option("--ensemble", type=click.Choice(ENSEMBLE_METHODS), help="[bundle's choice]")
 @click.option("--top-k", type=click.IntRange(1), help="Members averaged by confidence [N/2].")
 @click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
@@ -295,10 +257,8 @@ def bundle_command(
     type=click.FloatRange(min=0, min_open=True),
     help="GB of activations per call; above it the sliding window is used.",
 )
-@click.option("--device", type=click.Choice(["auto", *DEVICES]), default="auto", show_default=True)
-@click.option(
-    "--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True
-)
+@click.option("--device", type=DEVICE_CHOICE, default="auto", show_default=True)
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
 @click.option(
     "--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True
 )
@@ -307,10 +267,11 @@ def bundle_command(
 @click.option(
     "--parameters",
     "parameters_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=file_path,
     help="YAML file of the options above (MLCube parameters_file); flags given here win.",
 )
 @click.pass_context
+@exit_on_error({ValueError: BadValueError})  # the engine's checks of the options given
 def predict(
     ctx: click.Context,
     input_dir: Path,
@@ -320,8 +281,6 @@ def predict(
     **flags,
 ) -> None:
     """Segment every case of INPUT into OUTPUT with a bundle (the container's job)."""
-    from submission.predict.backends import BackendError
-    from submission.predict.bundle import BundleError
     from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
     from submission.predict.runner import run_cases
 
@@ -330,20 +289,8 @@ def predict(
     runtime = RuntimeOptions(*(flags.pop(k) for k in ("backend", "device", "precision", "threads")))
     sequential = flags.pop("sequential")
     flags["max_memory_gb"] = flags.pop("max_memory")
-    try:
-        engine = Engine(bundle, PredictOptions(**flags), runtime)
-    except BundleError as exc:
-        _fail_input(exc)
-    except BackendError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    except ValueError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    try:
-        report = run_cases(input_dir, output_dir, engine, overlap_io=not sequential)
-    except (InputError, OutputError) as exc:
-        _fail_input(exc)
+    engine = Engine(bundle, PredictOptions(**flags), runtime)
+    report = run_cases(input_dir, output_dir, engine, overlap_io=not sequential)
     n = len(report.written) + len(report.failed)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     mean = sum(report.seconds.values()) / max(len(report.seconds), 1)
@@ -357,26 +304,20 @@ def predict(
 
 
 @main.command()
-@click.argument("bundle_dir", metavar="BUNDLE", type=existing_dir)
+@click.argument("bundle_dir", metavar="BUNDLE", type=dir_path)
 @click.option(
-    "--data", "data_dir", required=True, type=existing_dir, help="Cases with reference labels."
+    "--data", "data_dir", required=True, type=dir_path, help="Cases with reference labels."
 )
-@click.option("--run", "run_dir", type=existing_dir, help="Training run: out-of-fold scores.")
-@click.option(
-    "--splits",
-    "splits_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A splits.json instead of --run.",
-)
+@click.option("--run", "run_dir", type=dir_path, help="Training run: out-of-fold scores.")
+@click.option("--splits", "splits_path", type=file_path, help="A splits.json instead of --run.")
 @click.option("--et-thresholds", help="ET minimum volumes to try [0,50,100,...,1000].")
 @click.option("--probability-thresholds", help="Region thresholds to try [0.3,0.4,0.5].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_path", type=file_path)
 @click.option("--dry-run", is_flag=True, help="Print the scores; leave the bundle unchanged.")
-@click.option(
-    "--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True
-)
-@click.option("--device", type=click.Choice(["auto", *DEVICES]), default="auto", show_default=True)
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@click.option("--device", type=DEVICE_CHOICE, default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="CPU threads [all cores].")
+@exit_on_error({OSError: UnusableError, KeyError: UnusableError})  # splits.json unreadable
 def tune(
     bundle_dir: Path,
     data_dir: Path,
@@ -396,13 +337,11 @@ def tune(
     by the members of the fold that held it out; without, --data must be cases no member
     trained on.
     """
-    from submission.predict.backends import BackendError
-    from submission.predict.bundle import BundleError, with_recommended, write_manifest
+    from submission.predict.bundle import with_recommended, write_manifest
     from submission.predict.engine import Engine, RuntimeOptions
     from submission.workbench.tuning import (
         ET_THRESHOLDS,
         PROBABILITY_THRESHOLDS,
-        TuningError,
         read_splits,
         score_candidates,
     )
@@ -415,15 +354,9 @@ def tune(
     probabilities = _numbers(
         probability_thresholds, float, PROBABILITY_THRESHOLDS, "--probability-thresholds"
     )
-    try:
-        splits = None if splits_path is None else read_splits(splits_path)
-        engine = Engine(bundle_dir, runtime=RuntimeOptions(backend, device, "fp32", threads))
-        result = score_candidates(engine, data_dir, splits, et_values, probabilities)
-    except (BundleError, TuningError, InputError, OSError, KeyError) as exc:
-        _fail_input(exc)
-    except BackendError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
+    splits = None if splits_path is None else read_splits(splits_path)
+    engine = Engine(bundle_dir, runtime=RuntimeOptions(backend, device, "fp32", threads))
+    result = score_candidates(engine, data_dir, splits, et_values, probabilities)
     click.echo(f"== {result.mode}: {len(result.cases)} cases, mean Dice of WT, TC and ET")
     click.echo(result.table())
     best, current = result.best, result.current
@@ -450,6 +383,31 @@ def tune(
         click.echo(f"wrote the new defaults into {bundle_dir / 'manifest.json'}")
 
 
+@main.command()
+@click.argument("case_dir", metavar="CASE", type=click.Path(path_type=Path))
+@click.option("--png", "png_path", required=True, type=file_path, help="Picture to write.")
+@click.option("--seg", "seg_path", type=file_path, help="Predicted label map on the case's grid.")
+@click.option(
+    "--ref", "ref_path", type=file_path, help="Reference label map [the case's _seg/-seg file]."
+)
+@click.option(
+    "--labels",
+    type=SCHEME_CHOICE,
+    help="Label scheme of the label maps [detected: a 4 means 2021, a 3 means 2023].",
+)
+@click.option("--case-id", help="The case to draw when CASE holds several.")
+@exit_on_error()
+def view(case_dir: Path, png_path: Path, **maps_and_choices: str | Path | None) -> None:
+    """Picture of CASE: modalities and label maps in three planes through the tumour."""
+    from submission.workbench.view import write_view  # matplotlib only when it draws
+
+    case_id, maps, scores = write_view(case_dir, png_path, **maps_and_choices)
+    drawn = ", ".join(f"{m.role} {m.path}" for m in maps) or "no label maps"
+    click.echo(f"wrote {png_path}: case {case_id}, {drawn}")
+    if scores is not None:
+        click.echo("Dice " + " ".join(f"{r} {scores[r]:.3f}" for r in TUMOUR_REGIONS))
+
+
 def _numbers(text: str | None, kind: type, default: tuple, flag: str) -> tuple:
     """A comma-separated list of numbers, or ``default`` when not given."""
     if text is None:
@@ -465,13 +423,10 @@ def _numbers(text: str | None, kind: type, default: tuple, flag: str) -> tuple:
 def _file_parameters(ctx: click.Context, path: Path, flags: dict) -> dict:
     """The options of ``path`` that the command line left at their defaults, each checked
     by its flag's type (a bad value is a usage error naming the file)."""
-    from submission.io.parameters import ParametersError, read_parameters
+    from submission.io.parameters import read_parameters
 
     params = {p.name: p for p in ctx.command.params if p.name in flags}
-    try:
-        values = read_parameters(path, set(params))
-    except ParametersError as exc:
-        _fail_input(exc)
+    values = read_parameters(path, set(params))
     chosen = {}
     for name, value in values.items():
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
@@ -485,38 +440,31 @@ def _file_parameters(ctx: click.Context, path: Path, flags: dict) -> dict:
     return chosen
 
 
-def _unavailable(name: str, provider: str, summary: str) -> click.Command:
+def _optional_command(module: str, name: str, provider: str, summary: str) -> click.Command:
+    """A sub-command of a package the runtime image leaves out (train/, export/), or, when
+    the package is absent, one that says who provides it (exit 4)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        pass
+
     @click.command(
         name=name,
         help=f"{summary} (provided by {provider}).",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     )
-    @click.pass_context
-    def command(ctx: click.Context) -> None:
-        click.echo(
+    @exit_on_error()
+    def unavailable() -> None:
+        raise UnavailableError(
             f"bratskit {name} is provided by {provider}, which this installation "
-            "does not include yet.",
-            err=True,
+            "does not include yet."
         )
-        ctx.exit(EXIT_UNAVAILABLE)
 
-    return command
-
-
-def _add_optional_command(module: str, name: str, provider: str, summary: str) -> None:
-    """Sub-commands from packages the runtime image leaves out (train/, export/)."""
-    try:
-        command = getattr(importlib.import_module(module), name)
-    except ImportError:
-        main.add_command(_unavailable(name, provider, summary))
-        return
-    main.add_command(command)
+    return unavailable
 
 
-_add_optional_command(
-    "train.cli", "train", "the train/ package (models and k-fold training)", "k-fold training"
-)
-_add_optional_command(
-    "export.cli", "export", "the export/ package (ONNX/TorchScript bundles)", "export runs"
-)
-main.add_command(view_command, name="view")
+for _optional in (
+    ("train.cli", "train", "the train/ package (models and k-fold training)", "k-fold training"),
+    ("export.cli", "export", "the export/ package (ONNX/TorchScript bundles)", "export runs"),
+):
+    main.add_command(_optional_command(*_optional))

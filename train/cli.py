@@ -8,13 +8,12 @@ exits with 4 and the install command.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import click
 
 from submission.brats import TUMOUR_REGIONS
-from submission.exit_codes import EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_USAGE
+from submission.exit_codes import BadValueError, UnavailableError, exit_on_error
 from submission.io.cases import InputError
 
 log = logging.getLogger(__name__)
@@ -78,6 +77,9 @@ def _regions(value: str | None) -> tuple[str, ...] | None:
     metavar="NAME|FILE",
     help="Print the recipe's architectures and parameter counts, then exit.",
 )
+# A ValueError of the training stack is a split, recipe or crop that does not fit the data
+# or the model: a bad value.
+@exit_on_error({ValueError: BadValueError})
 def train(
     data,
     config_name,
@@ -95,41 +97,28 @@ def train(
 ) -> None:
     """K-fold training of a recipe: resunet-localization, segresnet-redundancy, effunet, tiny."""
     try:
-        from train.config import ConfigError, load_config
+        from train.config import load_config
         from train.describe import describe_recipe
         from train.run import RunRequest, train_run
     except ModuleNotFoundError as exc:
-        click.echo(
+        raise UnavailableError(
             f"bratskit train needs the training extra ({exc.name} is missing): "
-            "pip install torch==2.13.0 -e '.[train]' (CPU) or with your CUDA torch",
-            err=True,
-        )
-        sys.exit(EXIT_UNAVAILABLE)
+            "pip install torch==2.13.0 -e '.[train]' (CPU) or with your CUDA torch"
+        ) from None
     overrides = {"epochs": epochs, "batch_size": batch_size, "num_workers": workers, "amp": amp}
-    try:
-        if describe:
-            click.echo(describe_recipe(load_config(describe)))
-            return
-        missing = [
-            n for n, v in (("--data", data), ("--config", config_name), ("--out", out)) if v is None
-        ]
-        if missing:
-            raise click.UsageError(f"missing {', '.join(missing)} (or use --describe NAME)")
-        config = load_config(config_name, overrides)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    if describe:
+        click.echo(describe_recipe(load_config(describe)))
+        return
+    missing = [
+        n for n, v in (("--data", data), ("--config", config_name), ("--out", out)) if v is None
+    ]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or use --describe NAME)")
+    config = load_config(config_name, overrides)
     if not data.is_dir():
-        click.echo(f"error: training folder {data} does not exist", err=True)
-        sys.exit(EXIT_INPUT)
+        raise InputError(f"training folder {data} does not exist")
     request = RunRequest(data, out, config, _folds(folds), _regions(regions), device, resume, cache)
-    try:
-        summary = train_run(request)
-    except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_INPUT)
-    except ValueError as exc:  # split, recipe or crop that does not fit the data or model
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    summary = train_run(request)
     for fold, entry in sorted(summary.get("folds", {}).items(), key=lambda kv: int(kv[0])):
         scores = " ".join(f"{r} {d:.4f}" for r, d in entry["dice"].items())
         click.echo(f"fold {fold}: best epoch {entry['best_epoch']}  Dice {scores}")

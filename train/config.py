@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from submission.brats import TUMOUR_REGIONS
+from submission.exit_codes import BadValueError
 from submission.predict.members import STAGES
 from submission.predict.preprocess import Preprocessing
 from train.augment import AugmentConfig
@@ -28,7 +29,7 @@ SCHEDULES = ("none", "plateau", "cosine")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, BadValueError):
     """A recipe file or override that cannot be used; the message names the bad key."""
 
 

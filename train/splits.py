@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from submission.exit_codes import BadValueError
+
 SPLITS_FILE = "splits.json"
 
 
-class SplitError(ValueError):
+class SplitError(ValueError, BadValueError):
     """The saved split does not match the data or the request."""
 
 

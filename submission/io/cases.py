@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 
 from submission.brats import MODALITIES, SEG_SUFFIX, is_valid_case_id, parse_filename
+from submission.exit_codes import UnusableError
 from submission.io.nifti import Grid, NiftiError, grid_of, read_nifti
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,11 @@ log = logging.getLogger(__name__)
 AFFINE_TOLERANCE = 1e-3
 
 
-class InputError(ValueError):
+class InputError(ValueError, UnusableError):
     """The input folder as a whole is unusable (missing, not a folder, no cases)."""
 
 
-class CaseError(ValueError):
+class CaseError(ValueError, UnusableError):
     """One case is unusable; the message names the case, the file and the problem."""
 
     def __init__(self, case_id: str, problem: str, path: Path | None = None):

@@ -17,8 +17,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from submission.exit_codes import UnusableError
 
-class NiftiError(ValueError):
+
+class NiftiError(ValueError, UnusableError):
     """A file that cannot be used as a BraTS image or label map; the message names file and fix."""
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import yaml
 
+from submission.exit_codes import UnusableError
+
 log = logging.getLogger(__name__)
 
 
-class ParametersError(ValueError):
+class ParametersError(ValueError, UnusableError):
     """A parameters file that cannot be read, or that is not a mapping."""
 
 

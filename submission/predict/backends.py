@@ -32,6 +32,8 @@ from typing import Protocol
 
 import numpy as np
 
+from submission.exit_codes import UnavailableError
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnx", "openvino", "torchscript")
@@ -43,7 +45,7 @@ _PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino", "torchscript": "torc
 _OOM_MARKERS = ("out of memory", "failed to allocate", "cudnn_status_alloc_failed", "bad_alloc")
 
 
-class BackendError(RuntimeError):
+class BackendError(RuntimeError, UnavailableError):
     """A backend that cannot run here (not installed, no GPU, no file of its format)."""
 
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS
+from submission.exit_codes import UnusableError
 from submission.predict.members import (
     FILE_FORMATS,
     OUTPUT_KINDS,
@@ -62,7 +63,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-class BundleError(ValueError):
+class BundleError(ValueError, UnusableError):
     """A bundle that cannot be used: the message names the file or key and the fix."""
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from submission.brats import prediction_filename
+from submission.exit_codes import UnusableError
 from submission.io.cases import Case, CaseError, discover_cases, load_case
 from submission.io.nifti import Grid, write_label_map
 
@@ -78,7 +79,7 @@ class _FunctionPipeline:
         return CaseOutput(np.asarray(self._segment(prepared)))
 
 
-class OutputError(OSError):
+class OutputError(OSError, UnusableError):
     """The output folder cannot be used; nothing was written."""
 
 

@@ -49,6 +49,7 @@ import numpy as np
 from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
 from submission.evaluation.folders import find_references
 from submission.evaluation.overlap_2021 import dice
+from submission.exit_codes import UnusableError
 from submission.io.cases import discover_cases, load_case
 from submission.io.nifti import read_label_map
 from submission.predict.bundle import Manifest, with_recommended, write_manifest
@@ -66,7 +67,7 @@ ET_THRESHOLDS = (0, 50, 100, 200, 300, 400, 500, 600, 800, 1000)
 PROBABILITY_THRESHOLDS = (0.3, 0.4, 0.5)
 
 
-class TuningError(ValueError):
+class TuningError(ValueError, UnusableError):
     """No case to tune on: no references, or no case in the splits."""
 
 

@@ -19,26 +19,23 @@ figure is drawn on matplotlib's Agg canvas without pyplot, so no global backend 
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import nibabel as nib
 import numpy as np
 
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS, LabelScheme, get_scheme
-from submission.exit_codes import EXIT_INPUT, EXIT_UNAVAILABLE
+from submission.exit_codes import BadValueError, UnavailableError, UnusableError
 from submission.io.cases import (
     AFFINE_TOLERANCE,
     Case,
-    CaseError,
-    InputError,
     discover_cases,
     label_file,
     load_case,
 )
-from submission.io.nifti import Grid, NiftiError, read_label_map
+from submission.io.nifti import Grid, read_label_map
+from submission.predict.runner import OutputError
 
 __all__ = [
     "FIGSIZE_IN",
@@ -53,7 +50,7 @@ __all__ = [
     "region_dice",
     "render_view",
     "select_case",
-    "view_command",
+    "write_view",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,11 +76,11 @@ MODALITY_TITLES = {"t1n": "T1 (t1n)", "t1c": "T1ce (t1c)", "t2w": "T2 (t2w)", "t
 OVERLAY_MODALITY = "t2f"
 
 
-class ViewError(ValueError):
+class ViewError(ValueError, UnusableError):
     """A label map unusable for the picture (wrong grid, labels outside its scheme)."""
 
 
-class CaseChoiceError(ValueError):
+class CaseChoiceError(ValueError, BadValueError):
     """CASE holds several cases and ``--case-id`` names none of them (a usage error)."""
 
 
@@ -347,70 +344,52 @@ def _title(
     return "\n".join(lines)
 
 
-def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_INPUT)
-
-
-file_path = click.Path(dir_okay=False, path_type=Path)
-
-
-@click.command(name="view")
-@click.argument("case_dir", metavar="CASE", type=click.Path(path_type=Path))
-@click.option("--png", "png_path", required=True, type=file_path, help="Picture to write.")
-@click.option("--seg", "seg_path", type=file_path, help="Predicted label map on the case's grid.")
-@click.option(
-    "--ref", "ref_path", type=file_path, help="Reference label map [the case's _seg/-seg file]."
-)
-@click.option(
-    "--labels",
-    type=click.Choice(list(SCHEMES)),
-    help="Label scheme of the label maps [detected: a 4 means 2021, a 3 means 2023].",
-)
-@click.option("--case-id", help="The case to draw when CASE holds several.")
-def view_command(
+def write_view(
     case_dir: Path,
     png_path: Path,
-    seg_path: Path | None,
-    ref_path: Path | None,
-    labels: str | None,
-    case_id: str | None,
-) -> None:
-    """Picture of CASE: modalities and label maps in three planes through the tumour."""
+    seg_path: Path | None = None,
+    ref_path: Path | None = None,
+    labels: str | None = None,
+    case_id: str | None = None,
+) -> tuple[str, list[LabelMap], dict[str, float] | None]:
+    """Draw the case of ``case_dir`` with its label maps into ``png_path`` (``bratskit view``).
+
+    Args:
+        seg_path: predicted label map, drawn when given.
+        ref_path: reference label map [the case's ``_seg`` / ``-seg`` file, if any].
+        labels: the maps' label scheme [detected, :func:`detect_scheme`].
+        case_id: the case to draw when ``case_dir`` holds several.
+
+    Returns:
+        The case id, the maps drawn, and their Dice per region when both were drawn.
+
+    Raises:
+        UnavailableError: matplotlib is not installed (checked before any file is read).
+        CaseChoiceError, InputError, CaseError, NiftiError, ViewError: see the functions
+            above; nothing is written.
+        OutputError: the PNG cannot be written.
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        click.echo(
-            "error: bratskit view needs matplotlib, which is not installed: "
-            "pip install matplotlib (or pip install 'bratskit[eval]')",
-            err=True,
-        )
-        sys.exit(EXIT_UNAVAILABLE)
-    try:
-        case = select_case(case_dir, case_id)
-    except CaseChoiceError as exc:
-        raise click.UsageError(str(exc)) from None
-    except (InputError, CaseError) as exc:
-        _fail(exc)
+        raise UnavailableError(
+            "bratskit view needs matplotlib, which is not installed: "
+            "pip install matplotlib (or pip install 'bratskit[eval]')"
+        ) from None
+    case = select_case(case_dir, case_id)
     if ref_path is None:
         ref_path = label_file(case)
-    try:
-        image_cdhw, grid = load_case(case)
-        maps = [
-            read_labels(path, role, grid, case.year, labels)
-            for role, path in (("prediction", seg_path), ("reference", ref_path))
-            if path is not None
-        ]
-    except (CaseError, NiftiError, ViewError) as exc:
-        _fail(exc)
+    image_cdhw, grid = load_case(case)
+    maps = [
+        read_labels(path, role, grid, case.year, labels)
+        for role, path in (("prediction", seg_path), ("reference", ref_path))
+        if path is not None
+    ]
     scores = region_dice(*maps) if len(maps) == 2 else None
     fig = render_view(image_cdhw, grid, maps, case.case_id, scores)
     try:
         Path(png_path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png_path, dpi=DPI, format="png")
     except OSError as exc:
-        _fail(OSError(f"cannot write {png_path} ({exc})"))
-    drawn = ", ".join(f"{m.role} {m.path}" for m in maps) or "no label maps"
-    click.echo(f"wrote {png_path}: case {case.case_id}, {drawn}")
-    if scores is not None:
-        click.echo("Dice " + " ".join(f"{r} {scores[r]:.3f}" for r in TUMOUR_REGIONS))
+        raise OutputError(f"cannot write {png_path} ({exc})") from None
+    return case.case_id, maps, scores

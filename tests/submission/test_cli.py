@@ -2,9 +2,10 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from submission import __version__
 
 BRATSKIT = [sys.executable, "-m", "submission"]
 
@@ -91,7 +92,25 @@ def test_commands_of_missing_packages_say_who_provides_them(command, module):
     assert f"bratskit {command} is provided by the {command}/ package" in result.stderr
 
 
-def test_console_script_is_installed():
-    exe = Path(sys.executable).with_name("bratskit")
-    result = subprocess.run([exe, "--version"], capture_output=True, text=True)
-    assert result.returncode == 0 and "bratskit" in result.stdout
+def test_python_m_submission_is_the_whole_bratskit_command():
+    """The image installs no console script: entrypoint.sh runs ``python -m submission``, which
+    must answer as ``bratskit``, with its version and every sub-command."""
+    result = bratskit("--version")
+    assert (result.returncode, result.stdout) == (0, f"bratskit, version {__version__}\n")
+    result = bratskit("--help")
+    assert result.returncode == 0 and result.stdout.startswith("Usage: bratskit [OPTIONS]")
+    listed = result.stdout.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+    assert [line.split()[0] for line in listed.splitlines()] == [
+        "bundle",
+        "evaluate",
+        "export",
+        "package",
+        "predict",
+        "synth",
+        "train",
+        "tune",
+        "validate",
+        "view",
+    ]
+    result = bratskit("view")
+    assert result.returncode == 2 and "Usage: bratskit view [OPTIONS] CASE" in result.stderr

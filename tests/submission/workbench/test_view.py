@@ -23,6 +23,7 @@ from submission.workbench.view import (
     read_labels,
     render_view,
     select_case,
+    write_view,
 )
 from tests.conftest import LPS_SMALL, SMALL_SHAPE, write_nifti
 
@@ -167,6 +168,16 @@ def test_prediction_panel_shows_every_label_colour(case_2023, tmp_path):
     assert any("Dice  WT 0.000   TC 0.000   ET 0.000" in t.get_text() for t in fig.texts)
 
 
+def test_write_view_returns_the_case_and_maps_it_drew(case_2023, tmp_path):
+    out = tmp_path / "deeper" / "v.png"
+    case_id, maps, scores = write_view(case_2023, out, labels="2023")
+    assert case_id == CASE_ID and scores is None
+    assert [(m.role, m.path.name, m.scheme.name) for m in maps] == [
+        ("reference", modality_filename(CASE_ID, "seg", "2023"), "2023")
+    ]
+    assert imread(out).shape[:2] == PNG_SHAPE
+
+
 # --- the command ----------------------------------------------------------------------------
 
 
@@ -202,6 +213,7 @@ def test_view_command_errors(case_2023, tmp_path, make_args, code, message):
     result = bratskit("view", case_2023, "--png", out, *make_args(case_2023, tmp_path))
     assert result.returncode == code, result.stdout + result.stderr
     assert message in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert not out.exists()
 
 
