@@ -392,9 +392,9 @@ def view_command(
         raise click.UsageError(str(exc)) from None
     except (InputError, CaseError) as exc:
         _fail(exc)
-    if ref_path is None:
-        ref_path = label_file(case)
     try:
+        if ref_path is None:  # CaseError when two label maps name the case
+            ref_path = label_file(case)
         image_cdhw, grid = load_case(case)
         maps = [
             read_labels(path, role, grid, case.year, labels)
