@@ -5,6 +5,8 @@ A recipe names the method it follows (``resunet-localization`` is paper 002,
 and lists one or more *members*: a network trained on its own, with its regions, loss,
 optimiser, schedule and crop. Paper 002 trains three single-region models per stage, so
 its recipe has four members (stage-1 WT, stage-2 WT/TC/ET); the other papers have one.
+Its ``recommended:`` block holds the ensemble and post-processing defaults its paper
+gives; they travel in the run's ``config.yaml`` into the bundle's manifest.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import yaml
 
 from submission.brats import TUMOUR_REGIONS
+from submission.predict.bundle import Recommended, region_thresholds
+from submission.predict.ensemble import ENSEMBLE_METHODS
+from submission.predict.postprocess import ET_REPLACEMENTS
 from submission.predict.preprocess import Preprocessing
 from train.augment import AugmentConfig
 
@@ -107,6 +112,9 @@ class TrainConfig:
         val_threshold: probability above which a voxel counts in validation Dice.
         cache_dtype: ``float16`` halves the cache (53 GB for BraTS 2021) at about 1e-3
             relative error on z-scored intensities; ``float32`` is exact.
+        recommended: ensemble and post-processing defaults written into the bundle;
+            without a ``recommended:`` block, :class:`Recommended`'s (the mean, no ET
+            threshold).
     """
 
     name: str
@@ -126,8 +134,10 @@ class TrainConfig:
     num_workers: int = 2
     val_threshold: float = 0.5
     cache_dtype: str = "float16"
+    recommended: Recommended = field(default_factory=Recommended)
 
     def __post_init__(self) -> None:
+        _check_recommended(self.recommended)
         _choice("amp", self.amp, AMP_MODES)
         _choice("cache_dtype", self.cache_dtype, ("float16", "float32"))
         if self.epochs < 1 or self.batch_size < 1 or self.accumulate < 1:
@@ -192,6 +202,7 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         members = tuple(member_from_dict(m) for m in raw.pop("members"))
         raw["preprocessing"] = Preprocessing(**raw.get("preprocessing", {}))
         raw["augment"] = AugmentConfig(**raw.get("augment", {}))
+        raw["recommended"] = _build(Recommended, raw.get("recommended") or {})
         return _build(TrainConfig, raw, members=members)
     except KeyError as exc:
         raise ConfigError(f"recipe lacks required key {exc}") from None
@@ -223,6 +234,22 @@ def _build(cls, raw: dict[str, Any], **extra):
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {cls.__name__}")
     return cls(**{**raw, **extra})
+
+
+def _check_recommended(rec: Recommended) -> None:
+    """The values ``bratskit predict`` would refuse, found when the recipe loads."""
+    _choice("recommended.ensemble", rec.ensemble, ENSEMBLE_METHODS)
+    _choice("recommended.et_replace", rec.et_replace, ET_REPLACEMENTS)
+    if rec.top_k is not None and not (isinstance(rec.top_k, int) and rec.top_k >= 1):
+        raise ConfigError(f"recommended.top_k must be >= 1 or null (N/2), got {rec.top_k!r}")
+    if not (isinstance(rec.et_threshold, int) and rec.et_threshold >= 0):
+        raise ConfigError(f"recommended.et_threshold must be >= 0 voxels, got {rec.et_threshold!r}")
+    if not 0 <= rec.overlap < 1:
+        raise ConfigError(f"recommended.overlap must lie in [0, 1), got {rec.overlap}")
+    try:
+        region_thresholds(rec.threshold)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"recommended.threshold: {exc}") from None
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
