@@ -201,11 +201,8 @@ def _flat_names(case_id: str) -> list[str]:
     return [stem + ext for stem in [*stems, case_id] for ext in NIFTI_EXTENSIONS]
 
 
-def _one(case_id: str, paths: list[Path]) -> Path:
-    if len(paths) > 1:
-        names = " and ".join(str(p) for p in paths)
-        raise CaseError(case_id, f"two reference label maps, {names}; keep one of them")
-    return paths[0]
+def _two_maps(paths: list[Path]) -> str:
+    return f"two reference label maps, {' and '.join(map(str, paths))}; keep one of them"
 
 
 def find_label_maps(folder: Path) -> dict[str, Path]:
@@ -220,8 +217,7 @@ def find_label_maps(folder: Path) -> dict[str, Path]:
     ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-seg.nii.gz``.
 
     Raises:
-        ValueError: the folder is missing or holds no label map; :class:`CaseError` (a
-            ValueError) when it holds two for one case.
+        ValueError: the folder is missing, holds no label map, or holds two for one case.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -229,7 +225,10 @@ def find_label_maps(folder: Path) -> dict[str, Path]:
     found = _label_maps_in(folder)
     for case_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
         found[case_folder.name] += _label_maps_in(case_folder, case_folder.name)[case_folder.name]
-    labelled = {case: _one(case, paths) for case, paths in sorted(found.items()) if paths}
+    for case, paths in sorted(found.items()):
+        if len(paths) > 1:
+            raise ValueError(f"case {case}: {_two_maps(paths)}")
+    labelled = {case: paths[0] for case, paths in sorted(found.items()) if paths}
     if not labelled:
         raise ValueError(
             f"no reference label maps in {folder}: expected <id>_seg.nii.gz, "
@@ -255,7 +254,9 @@ def label_file(case: Case) -> Path | None:
             if path.is_file() and label_map_case_id(path.name) == case.case_id
         ]
     paths += _label_maps_in(case.folder, case.case_id)[case.case_id]
-    return _one(case.case_id, paths) if paths else None
+    if len(paths) > 1:
+        raise CaseError(case.case_id, _two_maps(paths))
+    return paths[0] if paths else None
 
 
 def read_case_grid(case: Case) -> Grid:

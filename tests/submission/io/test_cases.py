@@ -315,6 +315,7 @@ def test_two_label_maps_for_one_case_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="case x: two reference label maps") as exc:
         find_label_maps(tmp_path)
     assert "x.nii.gz and " in str(exc.value) and "x_seg.nii.gz; keep one" in str(exc.value)
+    assert type(exc.value) is ValueError  # a folder problem, as evaluate and tune had it
     write_case(tmp_path / "y", "y")
     _label(tmp_path / "y-seg.nii.gz")
     _label(tmp_path / "y" / "y_seg.nii.gz")
