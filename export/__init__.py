@@ -10,7 +10,7 @@ Imports :mod:`submission` (bundle manifest, preprocessing, synthetic cases) and
     ``parity``       realistic parity inputs and the check against the eager model
     ``build``        runs to a bundle (:func:`export.build.export_runs`)
     ``imported``     ONNX files to a bundle (:func:`export.imported.import_onnx`)
-    ``recommended``  ensemble and post-processing defaults per recipe
+    ``recommended``  the bundle's ensemble and post-processing defaults, from the recipes
     ``staging``      all-or-nothing output folders
     ``errors``       the exceptions, one per exit code
     ``cli``          the click command

@@ -169,7 +169,7 @@ def bundle_fields(runs: Sequence[TrainingRun], labels: str | None = None) -> Bun
         label_scheme=labels or first.label_scheme,
         preprocessing=first.config.preprocessing,
         localization=windows.pop() if windows else None,
-        recommended=recommended_for([run.config.name for run in runs]),
+        recommended=recommended_for([run.config for run in runs]),
     )
 
 

@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from export.convert import ProbabilityModel, inference_model
 from export.errors import RunError
 from submission.predict.preprocess import Preprocessing
 from submission.predict.sliding_window import SizeRule
-from train.config import ConfigError, MemberConfig, TrainConfig, load_config, member_from_dict
+from train.config import (
+    ConfigError,
+    MemberConfig,
+    TrainConfig,
+    load_config,
+    member_from_dict,
+    recipe_names,
+)
 from train.trainer import CHECKPOINT_VERSION, build_member_model
 
 log = logging.getLogger(__name__)
@@ -129,7 +137,7 @@ def read_run(run_dir: Path) -> TrainingRun:
             "(pass the --out folder of bratskit train)"
         )
     try:
-        config = load_config(config_path)
+        config = _with_recipe_defaults(load_config(config_path), config_path)
     except ConfigError as exc:
         raise RunError(f"run {run_dir}: cannot use {config_path}: {exc}") from None
     listed = _listed_folds(run_dir)
@@ -145,6 +153,19 @@ def read_run(run_dir: Path) -> TrainingRun:
         checkpoints.extend(found)
     localization_window(config, run_dir)
     return TrainingRun(run_dir, config, tuple(checkpoints))
+
+
+def _with_recipe_defaults(config: TrainConfig, config_path: Path) -> TrainConfig:
+    """A run trained before recipes had a ``recommended:`` block gets its shipped recipe's,
+    which are the defaults export gave such runs then."""
+    if config.name not in recipe_names():
+        return config
+    if "recommended" in yaml.safe_load(config_path.read_text()):
+        return config
+    log.info(
+        "run config %s predates recommended: blocks; using recipe %s's", config_path, config.name
+    )
+    return replace(config, recommended=load_config(config.name).recommended)
 
 
 def _listed_folds(run_dir: Path) -> dict[str, set[int]]:

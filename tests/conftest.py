@@ -11,9 +11,28 @@ import pytest
 
 from submission.brats import MODALITIES, modality_filename
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+TESTS = Path(__file__).resolve().parent
+REAL_DATA = TESTS.parents[1] / "shared" / "data" / "real"
 LPS_SMALL = np.array([[-1.0, 0, 0, 0], [0, -1, 0, 31], [0, 0, 1, 0], [0, 0, 0, 1]])
 SMALL_SHAPE = (32, 32, 24)
+
+
+#: Test folders whose tests run torch; the runtime tests never import it.
+TORCH_TEST_FOLDERS = ("train", "export")
+
+
+@pytest.fixture(autouse=True)
+def _two_threads(request):
+    """Tests share 2 cores; keep torch from oversubscribing them (torch tests only)."""
+    if Path(request.path).relative_to(TESTS).parts[0] not in TORCH_TEST_FOLDERS:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -28,7 +28,14 @@ import numpy as np
 from tqdm import tqdm
 
 from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
-from submission.io.cases import Case, InputError, discover_cases, label_file, load_case
+from submission.io.cases import (
+    Case,
+    CaseError,
+    InputError,
+    discover_cases,
+    label_file,
+    load_case,
+)
 from submission.io.nifti import read_label_map
 from submission.predict.preprocess import Preprocessing, crop, preprocess_case
 
@@ -84,14 +91,22 @@ def cache_key(spec: Preprocessing, dtype: str, label_scheme: str) -> str:
 def training_cases(data_dir: Path) -> list[Case]:
     """Cases of a training folder that have a label map; others are reported and skipped.
 
+    The label map is found by the rule ``tune`` and ``evaluate`` use
+    (:func:`submission.io.cases.find_label_maps`); a case with two is skipped.
+
     Raises:
         InputError: the folder is missing or has no usable labelled case.
     """
     found = discover_cases(data_dir)
+    cases, unlabelled = [], []
+    for case in found.cases:
+        try:
+            (cases if label_file(case) is not None else unlabelled).append(case)
+        except CaseError as exc:  # two label maps: which is the truth is the user's call
+            found.errors.append(exc)
     for error in found.errors:
         log.warning("skipping %s", error)
-    cases = [c for c in found.cases if label_file(c) is not None]
-    unlabelled = sorted({c.case_id for c in found.cases} - {c.case_id for c in cases})
+    unlabelled = sorted(c.case_id for c in unlabelled)
     if unlabelled:
         log.warning("skipping %d case(s) without a label map: %s", len(unlabelled), unlabelled)
     if not cases:

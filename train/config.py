@@ -5,6 +5,8 @@ A recipe names the method it follows (``resunet-localization`` is paper 002,
 and lists one or more *members*: a network trained on its own, with its regions, loss,
 optimiser, schedule and crop. Paper 002 trains three single-region models per stage, so
 its recipe has four members (stage-1 WT, stage-2 WT/TC/ET); the other papers have one.
+Its ``recommended:`` block holds the ensemble and post-processing defaults its paper
+gives; they travel in the run's ``config.yaml`` into the bundle's manifest.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import yaml
 
 from submission.brats import TUMOUR_REGIONS
 from submission.exit_codes import BadValueError
+from submission.predict.bundle import Recommended
 from submission.predict.members import STAGES
+from submission.predict.options import RECOMMENDABLE, check_option
 from submission.predict.preprocess import Preprocessing
 from train.augment import AugmentConfig
 
@@ -108,6 +112,9 @@ class TrainConfig:
         val_threshold: probability above which a voxel counts in validation Dice.
         cache_dtype: ``float16`` halves the cache (53 GB for BraTS 2021) at about 1e-3
             relative error on z-scored intensities; ``float32`` is exact.
+        recommended: ensemble and post-processing defaults written into the bundle;
+            without a ``recommended:`` block, :class:`Recommended`'s (the mean, no ET
+            threshold).
     """
 
     name: str
@@ -127,6 +134,7 @@ class TrainConfig:
     num_workers: int = 2
     val_threshold: float = 0.5
     cache_dtype: str = "float16"
+    recommended: Recommended = field(default_factory=Recommended)
 
     def __post_init__(self) -> None:
         _choice("amp", self.amp, AMP_MODES)
@@ -138,6 +146,7 @@ class TrainConfig:
         keys = [m.key for m in self.members]
         if not keys or len(set(keys)) != len(keys):
             raise ConfigError(f"members need unique keys, got {keys}")
+        _check_recommended(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``config.yaml`` in the run."""
@@ -193,6 +202,7 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         members = tuple(member_from_dict(m) for m in raw.pop("members"))
         raw["preprocessing"] = Preprocessing(**raw.get("preprocessing", {}))
         raw["augment"] = AugmentConfig(**raw.get("augment", {}))
+        raw["recommended"] = _build(Recommended, raw.get("recommended") or {})
         return _build(TrainConfig, raw, members=members)
     except KeyError as exc:
         raise ConfigError(f"recipe lacks required key {exc}") from None
@@ -224,6 +234,20 @@ def _build(cls, raw: dict[str, Any], **extra):
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {cls.__name__}")
     return cls(**{**raw, **extra})
+
+
+def _check_recommended(config: TrainConfig) -> None:
+    """The values ``bratskit predict`` would refuse, found when the recipe loads, by the
+    runtime's own checks; top-k against the members one region gets from all folds."""
+    seg = [m for m in config.members if m.stage == "segmentation"]
+    fewest = config.folds * min(
+        (sum(r in m.regions for m in seg) for r in TUMOUR_REGIONS), default=0
+    )
+    for name in RECOMMENDABLE:
+        try:
+            check_option(name, getattr(config.recommended, name), fewest)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"recommended.{name}: {exc}") from None
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -1,4 +1,5 @@
-"""Case discovery in the three input layouts of CONTRACT.md section 1, and case loading.
+"""Case discovery in the three input layouts of CONTRACT.md section 1, case loading, and
+the one rule that finds reference label maps (:func:`find_label_maps`).
 
 Layouts:
     2021 flat     the four ``<id>_<mod>.nii.gz`` files directly in the input folder
@@ -6,8 +7,9 @@ Layouts:
     2023+ folders one sub-folder per case, ``<id>-<mod>.nii.gz`` inside
 
 In folder layouts the case id is the folder name (the orchestrator renames cases, so
-nothing depends on a real id); in the flat layout it is the file prefix. ``seg`` files
-are ignored silently; unrelated files are ignored with a warning.
+nothing depends on a real id); in the flat layout it is the file prefix. Discovery ignores
+``seg`` files silently and unrelated files with a warning; training, ``tune`` and
+``evaluate`` find label maps with :func:`find_label_maps` and :func:`label_file`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from submission.brats import MODALITIES, SEG_SUFFIX, is_valid_case_id, parse_filename
+from submission.brats import (
+    LAYOUT_YEARS,
+    MODALITIES,
+    NIFTI_EXTENSIONS,
+    SEG_SUFFIX,
+    is_valid_case_id,
+    modality_filename,
+    parse_filename,
+)
 from submission.exit_codes import UnusableError
-from submission.io.nifti import Grid, NiftiError, grid_of, read_nifti
+from submission.io.nifti import Grid, NiftiError, grid_of, nifti_stem, read_nifti
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +69,6 @@ class Discovery:
     cases: list[Case] = field(default_factory=list)
     errors: list[CaseError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    layouts: set[str] = field(default_factory=set)
 
     @property
     def case_ids(self) -> list[str]:
@@ -87,7 +96,6 @@ def discover_cases(input_dir: Path) -> Discovery:
             found.warnings.append(f"ignored unrelated file {entry}")
         elif parsed.modality != SEG_SUFFIX:
             flat[parsed.case_id][parsed.modality].append(entry)
-            found.layouts.add(f"{parsed.year} flat")
     for case_id, by_modality in flat.items():
         _add_case(found, case_id, by_modality, input_dir)
     if not found.cases and not found.errors:
@@ -108,7 +116,6 @@ def _discover_folder(folder: Path, found: Discovery) -> None:
             unrelated.append(f"ignored unrelated entry {entry}")
         elif parsed.modality != SEG_SUFFIX:
             by_modality[parsed.modality].append(entry)
-            found.layouts.add(f"{parsed.year} folders")
             if parsed.case_id != folder.name:
                 notes.append(
                     f"{entry}: file prefix {parsed.case_id!r} differs from its folder; "
@@ -163,21 +170,94 @@ def _add_case(
     )
 
 
-def label_file(case: Case) -> Path | None:
-    """The ground-truth label map beside a case's images (``_seg`` / ``-seg``), if any.
+def label_map_case_id(name: str) -> str | None:
+    """Case id of a reference label map's file name, or None when the name is not one.
 
-    Training data only: the organisers' ``/input`` holds no label maps.
+    ``<id>_seg.nii.gz`` (2021), ``<id>-seg.nii.gz`` (2023+) and a bare ``<id>.nii.gz``
+    (the name predictions carry) name a label map of ``<id>``; ``.nii`` works too. Modality
+    images, hidden files and non-NIfTI files name none.
     """
-    in_folder = case.folder.name == case.case_id
-    for entry in sorted(case.folder.iterdir()):
-        parsed = parse_filename(entry.name) if entry.is_file() else None
-        if (
-            parsed
-            and parsed.modality == SEG_SUFFIX
-            and (in_folder or parsed.case_id == case.case_id)
-        ):
-            return entry
-    return None
+    stem = nifti_stem(name)
+    if stem is None or name.startswith("."):
+        return None
+    parsed = parse_filename(name)
+    if parsed is None:
+        return stem
+    return parsed.case_id if parsed.modality == SEG_SUFFIX else None
+
+
+def _label_maps_in(folder: Path, case_id: str | None = None) -> dict[str, list[Path]]:
+    """Label maps among ``folder``'s files by case id; only ``case_id``'s when given."""
+    found: dict[str, list[Path]] = defaultdict(list)
+    for entry in sorted(folder.iterdir()):
+        case = label_map_case_id(entry.name) if entry.is_file() else None
+        if case is not None and case_id in (None, case):
+            found[case].append(entry)
+    return found
+
+
+def _flat_names(case_id: str) -> list[str]:
+    """Every file name that :func:`label_map_case_id` may read as ``case_id``."""
+    stems = [modality_filename(case_id, SEG_SUFFIX, y)[: -len(".nii.gz")] for y in LAYOUT_YEARS]
+    return [stem + ext for stem in [*stems, case_id] for ext in NIFTI_EXTENSIONS]
+
+
+def _two_maps(paths: list[Path]) -> str:
+    return f"two reference label maps, {' and '.join(map(str, paths))}; keep one of them"
+
+
+def find_label_maps(folder: Path) -> dict[str, Path]:
+    """Reference label maps in a folder by case id, sorted by id: the one rule.
+
+    Training (:func:`label_file`), ``bratskit tune`` and ``bratskit evaluate`` all use it,
+    so they agree on which cases are labelled. A label map of case ``<id>`` is a file
+    named as :func:`label_map_case_id` says, lying either flat in ``folder`` or in the case
+    folder ``folder/<id>/``. Inside a case folder only that folder's id counts, so the
+    images beside it and another case's label map are ignored. As the BraTS training
+    data is released: ``BraTS2021_00000/BraTS2021_00000_seg.nii.gz``,
+    ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-seg.nii.gz``.
+
+    Raises:
+        ValueError: the folder is missing, holds no label map, or holds two for one case.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"reference folder {folder} does not exist")
+    found = _label_maps_in(folder)
+    for case_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found[case_folder.name] += _label_maps_in(case_folder, case_folder.name)[case_folder.name]
+    for case, paths in sorted(found.items()):
+        if len(paths) > 1:
+            raise ValueError(f"case {case}: {_two_maps(paths)}")
+    labelled = {case: paths[0] for case, paths in sorted(found.items()) if paths}
+    if not labelled:
+        raise ValueError(
+            f"no reference label maps in {folder}: expected <id>_seg.nii.gz, "
+            "<id>-seg.nii.gz or <id>.nii.gz, flat or in case folders <id>/"
+        )
+    return labelled
+
+
+def label_file(case: Case) -> Path | None:
+    """The reference label map of a discovered case, by :func:`find_label_maps`'s rule.
+
+    It lies beside the case's images, or, for a case in its own folder, flat beside that
+    folder. Training data only: the organisers' ``/input`` holds no label maps.
+
+    Raises:
+        CaseError: two label maps name the case.
+    """
+    paths = []
+    if case.folder.name == case.case_id:  # a case folder: beside it, by name (no listing)
+        paths = [
+            path
+            for path in (case.folder.parent / n for n in _flat_names(case.case_id))
+            if path.is_file() and label_map_case_id(path.name) == case.case_id
+        ]
+    paths += _label_maps_in(case.folder, case.case_id)[case.case_id]
+    if len(paths) > 1:
+        raise CaseError(case.case_id, _two_maps(paths))
+    return paths[0] if paths else None
 
 
 def read_case_grid(case: Case) -> Grid:

@@ -17,6 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from submission.brats import NIFTI_EXTENSIONS
 from submission.exit_codes import UnusableError
 
 
@@ -66,6 +67,14 @@ def read_nifti(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
 def grid_of(img: nib.Nifti1Image) -> Grid:
     """The grid of a loaded image."""
     return Grid(tuple(int(s) for s in img.shape), img.affine.copy(), img.header.copy())
+
+
+def nifti_stem(name: str) -> str | None:
+    """A file name without its ``.nii.gz`` or ``.nii`` extension; None for any other name."""
+    for ext in NIFTI_EXTENSIONS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return None
 
 
 def read_label_map(path: Path) -> tuple[np.ndarray, Grid]:

@@ -47,10 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
-from submission.evaluation.folders import find_references
 from submission.evaluation.overlap_2021 import dice
 from submission.exit_codes import UnusableError
-from submission.io.cases import discover_cases, load_case
+from submission.io.cases import discover_cases, find_label_maps, load_case
 from submission.io.nifti import read_label_map
 from submission.predict.bundle import Manifest, with_recommended, write_manifest
 from submission.predict.engine import Engine
@@ -202,7 +201,7 @@ def score_candidates(
         TuningError: no case has a reference (or, out of fold, a fold).
     """
     try:
-        references = find_references(data_dir)
+        references = find_label_maps(data_dir)
     except ValueError as exc:  # no reference label map at all
         raise TuningError(str(exc)) from None
     cases = [c for c in discover_cases(data_dir).cases if c.case_id in references]

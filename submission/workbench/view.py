@@ -377,7 +377,7 @@ def write_view(
             "pip install matplotlib (or pip install 'bratskit[eval]')"
         ) from None
     case = select_case(case_dir, case_id)
-    if ref_path is None:
+    if ref_path is None:  # CaseError when two label maps name the case
         ref_path = label_file(case)
     image_cdhw, grid = load_case(case)
     maps = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from click.testing import CliRunner
 
@@ -21,15 +20,6 @@ from submission.workbench.synth import write_synthetic_dataset
 
 CASE_SHAPE = (48, 48, 32)
 PATCH = [32, 32, 32]
-
-
-@pytest.fixture(autouse=True)
-def _two_threads():
-    """Tests share 2 cores; keep torch from oversubscribing them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
 
 
 def resunet_member(key: str, regions: list[str], **changes) -> dict:

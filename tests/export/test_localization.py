@@ -8,9 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import yaml
 
-from export.recommended import RECOMMENDED, recommended_for
 from submission.exit_codes import EXIT_INPUT
-from submission.predict.bundle import Recommended, load_bundle
+from submission.predict.bundle import load_bundle
 
 
 def test_two_stage_run_bundles_both_stages_and_the_window(
@@ -47,12 +46,3 @@ def test_a_localiser_without_tumour_sampled_members_is_refused(two_stage_run, tm
     result = run_export(run, "--out", tmp_path / "bundle")
     assert result.exit_code == EXIT_INPUT
     assert "stage-2 members (sampling: tumour)" in result.stderr
-
-
-def test_recommended_defaults_follow_the_papers():
-    assert RECOMMENDED["segresnet-redundancy"].ensemble == "confidence"  # 004 section 3.2
-    assert RECOMMENDED["segresnet-redundancy"].top_k is None  # top N/2
-    assert RECOMMENDED["resunet-localization"] == Recommended(ensemble="mean", et_threshold=600)
-    assert recommended_for(["resunet-localization"] * 2).et_threshold == 600
-    assert recommended_for(["tiny", "effunet"]) == Recommended()
-    assert recommended_for(["segresnet-redundancy", "tiny"]) == Recommended()

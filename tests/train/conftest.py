@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from submission.workbench.synth import write_synthetic_dataset
 
 TRAIN_SHAPE = (48, 48, 32)
-
-
-@pytest.fixture(autouse=True)
-def _two_threads():
-    """Tests share 2 cores; keep torch from oversubscribing them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

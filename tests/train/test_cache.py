@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from submission.brats import labels_to_regions
-from submission.io.cases import InputError, discover_cases, label_file, load_case
+from submission.io.cases import InputError, discover_cases, find_label_maps, label_file, load_case
 from submission.io.nifti import read_label_map
 from submission.predict.preprocess import Preprocessing, crop, preprocess_case
 from train.cache import build_cache, pack_regions, training_cases, unpack_regions
@@ -67,3 +67,20 @@ def test_unlabelled_cases_are_skipped_and_none_is_an_error(synth_train, tmp_path
             seg.unlink()
     with pytest.raises(InputError, match="no labelled case"):
         training_cases(data)
+
+
+def test_training_takes_the_cases_tune_and_evaluate_call_labelled(synth_train, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(synth_train, data)
+    first, second, third = sorted(p.name for p in data.iterdir())[:3]
+    (data / first / f"{first}_seg.nii.gz").rename(data / first / f"{first}.nii.gz")
+    (data / second / f"{second}_seg.nii.gz").rename(data / f"{second}_seg.nii.gz")
+    shutil.copy(data / third / f"{third}_seg.nii.gz", data / third / f"{third}-seg.nii.gz")
+    ids = [c.case_id for c in training_cases(data)]
+    # the third case has two label maps: tune and evaluate refuse the folder, training
+    # skips the case and says why
+    assert "two reference label maps" in caplog.text and third in caplog.text
+    (data / third / f"{third}-seg.nii.gz").unlink()
+    assert set(ids) == set(find_label_maps(data)) - {third}
+    assert {first, second} <= set(ids) and len(ids) == 5
+    assert [c.case_id for c in training_cases(data)] == list(find_label_maps(data))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from train.config import ConfigError, config_from_dict, load_config, recipe_names
+from submission.predict.bundle import Recommended
+from train.config import ConfigError, config_from_dict, load_config, recipe_names, save_config
 
 
 def test_the_four_paper_and_cpu_recipes_ship():
@@ -50,6 +51,37 @@ def test_resolved_config_round_trips(tmp_path):
     assert config_from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
 
 
+def test_recommended_defaults_follow_the_papers():
+    assert load_config("segresnet-redundancy").recommended == Recommended(
+        ensemble="confidence",
+        top_k=None,  # 004 section 3.2: top N/2
+    )
+    # 002 sections 2.5 and 2.6: the mean of the folds, ET under 600 voxels emptied
+    assert load_config("resunet-localization").recommended == Recommended(
+        ensemble="mean", et_threshold=600
+    )
+    assert load_config("effunet").recommended == Recommended()  # 003 says nothing
+    assert load_config("tiny").recommended == Recommended()
+
+
+def test_the_run_config_carries_the_recommended_block(tmp_path):
+    cfg = load_config("resunet-localization").select(("ET",))
+    save_config(cfg, tmp_path / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["recommended"] == {
+        "ensemble": "mean",
+        "top_k": None,
+        "et_threshold": 600,
+        "et_replace": "necrosis",
+        "threshold": 0.5,
+        "overlap": 0.5,
+    }
+    assert load_config(tmp_path / "config.yaml").recommended.et_threshold == 600
+    per_region = {"ensemble": "vote", "threshold": {"WT": 0.3, "TC": 0.5, "ET": 0.45}}
+    raw = {**load_config("tiny").to_dict(), "recommended": per_region}
+    assert config_from_dict(raw).recommended == Recommended(**per_region)
+
+
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
@@ -57,6 +89,28 @@ def test_resolved_config_round_trips(tmp_path):
         ({"amp": "fp8"}, "amp"),
         ({"colour": "red"}, "colour"),
         ({"members": [{"key": "a", "regions": ["XX"], "arch": "resunet"}]}, "regions"),
+        (
+            {"recommended": {"ensemble": "median"}},
+            "recommended.ensemble: unknown ensemble method 'median'; choose one of mean",
+        ),
+        ({"recommended": {"top_k": 0}}, "recommended.top_k: top-k must lie in 1..5 for 5 member"),
+        (
+            {"recommended": {"et_threshold": -1}},
+            "recommended.et_threshold: ET threshold must be >= 0 voxels, got -1",
+        ),
+        (
+            {"recommended": {"et_replace": "edema"}},
+            "recommended.et_replace: ET replacement must be one of necrosis, background",
+        ),
+        ({"recommended": {"threshold": 1.5}}, r"recommended.threshold: thresholds must lie"),
+        ({"recommended": {"threshold": {"WT": 0.5}}}, "recommended.threshold: per-region"),
+        (
+            {"recommended": {"overlap": 1.0}},
+            r"recommended.overlap: overlap must lie in \[0, 1\), got 1.0",
+        ),
+        ({"recommended": {"top_k": 6}}, "recommended.top_k: top-k must lie in 1..5"),
+        ({"recommended": {"et_threshold": "600"}}, "recommended.et_threshold"),
+        ({"recommended": {"tta": True}}, "unknown key.*tta.*Recommended"),
     ],
 )
 def test_bad_recipes_name_the_bad_key(tmp_path, patch, message):

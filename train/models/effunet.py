@@ -149,14 +149,16 @@ def load_encoder_weights(encoder: nn.Module, weights: str | Path) -> None:
 class EffUNet(SizeChecked, nn.Module):
     """Asymmetric 3-D/2-D U-Net with an EfficientNet-B0 encoder (paper 003).
 
+    Built by :func:`build_effunet`, whose signature holds the defaults.
+
     Args:
         in_channels: input channels (4 for all modalities at once, 1 per modality).
         out_channels: regions predicted (3: WT, TC, ET).
-        input_depth: slices on the last axis; default 108 (or 3 * prod(depth_factors)).
+        input_depth: slices on the last axis; None: 108 (or 3 * prod(depth_factors)).
         depth_factors: slice-axis reductions; None derives them from ``input_depth``
             with :func:`depth_factors_for`.
-        encoder_widths: channels of the inter-slice blocks, one per factor; default
-            16, 32, 64, ... The 3-D decoder mirrors them.
+        encoder_widths: channels of the inter-slice blocks, one per factor; None: 16,
+            32, 64, ... The 3-D decoder mirrors them.
         decoder_widths: channels of the five 2-D decoder levels, deepest first.
         volume_channels: channels per slice when the 2-D decoder output is unfolded
             back into 3 slices.
@@ -169,14 +171,15 @@ class EffUNet(SizeChecked, nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 4,
-        out_channels: int = 3,
-        input_depth: int | None = None,
-        depth_factors: Sequence[int] | None = None,
-        encoder_widths: Sequence[int] | None = None,
-        decoder_widths: Sequence[int] = (256, 128, 64, 32, 16),
-        volume_channels: int = 16,
-        weights: str | Path | None = None,
+        *,
+        in_channels: int,
+        out_channels: int,
+        input_depth: int | None,
+        depth_factors: Sequence[int] | None,
+        encoder_widths: Sequence[int] | None,
+        decoder_widths: Sequence[int],
+        volume_channels: int,
+        weights: str | Path | None,
     ) -> None:
         super().__init__()
         depth, factors = _resolve_depth(input_depth, depth_factors)
@@ -275,7 +278,7 @@ class PerModalityEffUNet(SizeChecked, nn.Module):
 
     name = "effunet"
 
-    def __init__(self, in_channels: int = 4, **params) -> None:
+    def __init__(self, in_channels: int, **params) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.members = nn.ModuleList(EffUNet(in_channels=1, **params) for _ in range(in_channels))
@@ -306,8 +309,9 @@ def build_effunet(
 ) -> EffUNet | PerModalityEffUNet:
     """Build the paper-003 network: one 4-channel net, or one net per modality.
 
-    ``per_modality=True`` is the paper's setup (section 3); the other arguments are
-    :class:`EffUNet`'s (``weights`` is loaded into every member's encoder).
+    The one place of the network's defaults. ``per_modality=True`` is the paper's setup
+    (section 3); the other arguments are :class:`EffUNet`'s (``weights`` is loaded into
+    every member's encoder).
     """
     params = {
         "out_channels": out_channels,
@@ -318,6 +322,5 @@ def build_effunet(
         "volume_channels": volume_channels,
         "weights": weights,
     }
-    if per_modality:
-        return PerModalityEffUNet(in_channels=in_channels, **params)
-    return EffUNet(in_channels=in_channels, **params)
+    model = PerModalityEffUNet if per_modality else EffUNet
+    return model(in_channels=in_channels, **params)

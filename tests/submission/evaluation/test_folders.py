@@ -1,4 +1,8 @@
-"""Folder matching, missing predictions, summaries and CSV/JSON/table output."""
+"""Folder matching, missing predictions, summaries and CSV/JSON/table output.
+
+Which files are references is the one rule of ``submission.io.cases.find_label_maps``,
+tested in ``tests/submission/io/test_cases.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import pytest
 
 from submission.brats import get_scheme
 from submission.evaluation import EvaluationResult, evaluate_folders
-from submission.evaluation.folders import find_references, match_cases, reference_case_id
+from submission.evaluation.folders import match_cases
 
 AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 SHAPE = (24, 24, 16)
@@ -61,16 +65,6 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     return pred, ref
 
 
-def test_reference_names():
-    assert reference_case_id("BraTS2021_00001_seg.nii.gz") == "BraTS2021_00001"
-    assert reference_case_id("BraTS-GLI-00002-000-seg.nii.gz") == "BraTS-GLI-00002-000"
-    assert reference_case_id("case3.nii.gz") == "case3"
-    assert reference_case_id("case3.nii") == "case3"
-    assert reference_case_id("BraTS2021_00001_flair.nii.gz") is None
-    assert reference_case_id("BraTS-GLI-00002-000-t2f.nii.gz") is None
-    assert reference_case_id("notes.txt") is None
-
-
 def test_match_cases_flat_and_in_case_folders(folders):
     pred, ref = folders
     pairs, unmatched = match_cases(pred, ref)
@@ -86,18 +80,6 @@ def test_match_cases_flat_and_in_case_folders(folders):
     assert found["BraTS-GLI-00005-000"][1] is None
     assert found["case3"][1] == pred / "case3.nii.gz"
     assert unmatched == ["BraTS-GLI-00005-000-seg.nii.gz"]
-
-
-def test_two_references_for_one_case_is_an_error(tmp_path):
-    _write(_label_map(0), tmp_path / "x_seg.nii.gz")
-    _write(_label_map(0), tmp_path / "x.nii.gz")
-    with pytest.raises(ValueError, match="two reference label maps for case x"):
-        find_references(tmp_path)
-
-
-def test_empty_reference_folder_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="no reference label maps"):
-        find_references(tmp_path)
 
 
 def test_evaluate_folders_2021_scores_missing_as_failed_and_lists_it(folders):

@@ -7,16 +7,31 @@ import numpy as np
 import pytest
 
 from submission.brats import MODALITIES, modality_filename
-from submission.io.cases import InputError, discover_cases, load_case
+from submission.io.cases import (
+    CaseError,
+    InputError,
+    discover_cases,
+    find_label_maps,
+    label_file,
+    label_map_case_id,
+    load_case,
+)
 from submission.predict.runner import run_cases
-from tests.conftest import LPS_SMALL, small_image, write_case, write_nifti
+from tests.conftest import LPS_SMALL, SMALL_SHAPE, small_image, write_case, write_nifti
 
 
 def test_2021_flat_single_case(case_factory):
     root = case_factory("2021-flat", ["BraTS2021_00042"])
     found = discover_cases(root)
-    assert [c.case_id for c in found.cases] == ["BraTS2021_00042"]
-    assert found.layouts == {"2021 flat"} and not found.errors
+    assert [c.case_id for c in found.cases] == ["BraTS2021_00042"] and not found.errors
+    case = found.cases[0]
+    # The id is the file prefix, the case lives in the input folder itself, and every
+    # canonical modality maps to its 2021 file (t1ce is t1c, flair is t2f).
+    assert case.year == "2021" and case.folder == root
+    assert case.files == {
+        m: root / modality_filename("BraTS2021_00042", m, "2021") for m in MODALITIES
+    }
+    assert case.files["t1c"].name == "BraTS2021_00042_t1ce.nii.gz"
 
 
 def test_2021_folders_ignore_seg_and_warn_on_unrelated(case_factory):
@@ -179,7 +194,122 @@ def test_real_tcga_case_as_2021_flat_layout(real_data, tmp_path):
             real_data / "TCGA-FG-6692" / "images" / f"{name}.nii.gz"
         )
     found = discover_cases(root)
-    assert found.layouts == {"2021 flat"} and [c.case_id for c in found.cases] == ["TCGA-FG-6692"]
+    assert [c.case_id for c in found.cases] == ["TCGA-FG-6692"] and not found.errors
+    assert found.cases[0].year == "2021" and found.cases[0].folder == root
+    assert {m: p.name for m, p in found.cases[0].files.items()} == {
+        "t1n": "TCGA-FG-6692_t1.nii.gz",
+        "t1c": "TCGA-FG-6692_t1ce.nii.gz",
+        "t2w": "TCGA-FG-6692_t2.nii.gz",
+        "t2f": "TCGA-FG-6692_flair.nii.gz",
+    }
     image, grid = load_case(found.cases[0])
     assert image.shape == (4, 240, 240, 155)
     np.testing.assert_allclose(grid.affine[1, 3], 239)
+
+
+# --- reference label maps: one rule for training, tune and evaluate ---------------------
+
+
+def _label(path):
+    return write_nifti(path, np.zeros(SMALL_SHAPE, np.uint8))
+
+
+def test_label_map_names():
+    assert label_map_case_id("BraTS2021_00001_seg.nii.gz") == "BraTS2021_00001"
+    assert label_map_case_id("BraTS-GLI-00002-000-seg.nii.gz") == "BraTS-GLI-00002-000"
+    assert label_map_case_id("case3.nii.gz") == "case3"
+    assert label_map_case_id("case3.nii") == "case3"
+    assert label_map_case_id("BraTS2021_00001_flair.nii.gz") is None
+    assert label_map_case_id("BraTS-GLI-00002-000-t2f.nii.gz") is None
+    assert label_map_case_id("notes.txt") is None
+    assert label_map_case_id(".nii.gz") is None
+    # macOS resource forks copied along with the data are no label maps
+    assert label_map_case_id("._BraTS2021_00001_seg.nii.gz") is None
+
+
+@pytest.fixture
+def training_folder(tmp_path):
+    """Case folders and flat cases, labelled in every accepted way, and some not at all."""
+    root = tmp_path / "data"
+    write_case(root / "BraTS2021_00001", "BraTS2021_00001")
+    _label(root / "BraTS2021_00001" / "BraTS2021_00001_seg.nii.gz")
+    write_case(root / "BraTS-GLI-00002-000", "BraTS-GLI-00002-000", "2023")
+    _label(root / "BraTS-GLI-00002-000" / "BraTS-GLI-00002-000-seg.nii.gz")
+    write_case(root / "case3", "case3")
+    _label(root / "case3" / "case3.nii.gz")  # the bare name, as predictions carry
+    write_case(root / "case4", "case4")
+    _label(root / "case4-seg.nii")  # flat, beside its case folder
+    write_case(root / "case5", "case5")  # no label map
+    write_case(root / "case6", "other")  # renamed folder: the id is case6 ...
+    _label(root / "case6" / "other_seg.nii.gz")  # ... so other's label map is not its
+    _label(root / "case6" / "._case6_seg.nii.gz")  # nor is a macOS resource fork
+    write_case(root, "flat7")
+    _label(root / "flat7_seg.nii.gz")
+    write_case(root, "flat8")  # no label map
+    return root
+
+
+EXPECTED_LABELS = {
+    "BraTS-GLI-00002-000": "BraTS-GLI-00002-000/BraTS-GLI-00002-000-seg.nii.gz",
+    "BraTS2021_00001": "BraTS2021_00001/BraTS2021_00001_seg.nii.gz",
+    "case3": "case3/case3.nii.gz",
+    "case4": "case4-seg.nii",
+    "flat7": "flat7_seg.nii.gz",
+}
+
+
+def test_find_label_maps_flat_and_in_case_folders(training_folder):
+    found = find_label_maps(training_folder)
+    assert {c: p.relative_to(training_folder).as_posix() for c, p in found.items()} == (
+        EXPECTED_LABELS
+    )
+    assert list(found) == sorted(found)
+
+
+def test_label_file_of_each_case_is_what_find_label_maps_says(training_folder):
+    # training asks per case, tune and evaluate per folder: they must never disagree
+    cases = discover_cases(training_folder).cases
+    assert [c.case_id for c in cases] == sorted([*EXPECTED_LABELS, "case5", "case6", "flat8"])
+    references = find_label_maps(training_folder)
+    assert {c.case_id: label_file(c) for c in cases} == {
+        c.case_id: references.get(c.case_id) for c in cases
+    }
+
+
+def test_label_maps_of_other_cases_in_a_case_folder_are_ignored(tmp_path):
+    # Before one rule, training took any *_seg file in a case folder as its label map,
+    # whatever its prefix (also "._<id>_seg" files); evaluate and tune ignored them.
+    write_case(tmp_path / "a", "a")
+    _label(tmp_path / "a" / "b_seg.nii.gz")
+    _label(tmp_path / "a" / "._a_seg.nii.gz")
+    _label(tmp_path / "c" / "c-seg.nii.gz")
+    assert label_file(discover_cases(tmp_path).cases[0]) is None
+    assert list(find_label_maps(tmp_path)) == ["c"]
+
+
+def test_two_label_maps_for_one_case_is_an_error(tmp_path):
+    _label(tmp_path / "x_seg.nii.gz")
+    _label(tmp_path / "x.nii.gz")
+    with pytest.raises(ValueError, match="case x: two reference label maps") as exc:
+        find_label_maps(tmp_path)
+    assert "x.nii.gz and " in str(exc.value) and "x_seg.nii.gz; keep one" in str(exc.value)
+    assert type(exc.value) is ValueError  # a folder problem, as evaluate and tune had it
+    write_case(tmp_path / "y", "y")
+    _label(tmp_path / "y-seg.nii.gz")
+    _label(tmp_path / "y" / "y_seg.nii.gz")
+    case = next(c for c in discover_cases(tmp_path).cases if c.case_id == "y")
+    with pytest.raises(CaseError, match="case y: two reference label maps") as exc:
+        label_file(case)
+    assert str(tmp_path / "y-seg.nii.gz") in str(exc.value)
+    assert str(tmp_path / "y" / "y_seg.nii.gz") in str(exc.value)
+
+
+def test_folder_without_label_maps_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no reference label maps"):
+        find_label_maps(tmp_path / "empty")
+    write_case(tmp_path / "a", "a")
+    with pytest.raises(ValueError, match="no reference label maps in .*<id>_seg.nii.gz"):
+        find_label_maps(tmp_path)
+    with pytest.raises(ValueError, match="reference folder .*nope does not exist"):
+        find_label_maps(tmp_path / "nope")
