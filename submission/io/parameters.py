@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 from submission.exit_codes import UnusableError
@@ -60,4 +61,28 @@ def read_parameters(path: Path, known: set[str]) -> dict[str, Any]:
             chosen[name] = value
         else:
             log.warning("parameters file %s: ignoring %r, not a predict option", path, key)
+    return chosen
+
+
+def flag_values(ctx: click.Context, path: Path, flags: dict[str, Any]) -> dict[str, Any]:
+    """The options of the file at ``path`` that the command line of ``ctx`` left at their
+    defaults (``flags``: the command's option values by name), each converted and checked by
+    its flag's own click type, as if given on the command line.
+
+    Raises:
+        ParametersError: as :func:`read_parameters`.
+        click.BadParameter: a value its flag refuses (a usage error naming the file).
+    """
+    params = {p.name: p for p in ctx.command.params if p.name in flags}
+    values = read_parameters(path, set(params))
+    chosen = {}
+    for name, value in values.items():
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            continue
+        # YAML reads `labels: 2023` as a number: choices and ranges convert from text.
+        text = value if isinstance(value, bool) or value is None else str(value)
+        try:
+            chosen[name] = params[name].type_cast_value(ctx, text)
+        except click.BadParameter as exc:
+            raise click.BadParameter(f"{exc.message} (in {path})", ctx, params[name]) from None
     return chosen

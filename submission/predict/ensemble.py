@@ -21,8 +21,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-# Its home is options.py; still importable from here for submission/cli.py.
-from submission.predict.options import ENSEMBLE_METHODS as ENSEMBLE_METHODS
 from submission.predict.options import check_ensemble, check_thresholds, check_top_k
 
 

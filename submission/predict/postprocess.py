@@ -13,9 +13,6 @@ import numpy as np
 from scipy import ndimage
 
 from submission.brats import LabelScheme, get_scheme, regions_to_labels
-
-# Its home is options.py; still importable from here for submission/cli.py.
-from submission.predict.options import ET_REPLACEMENTS as ET_REPLACEMENTS
 from submission.predict.options import check_et_replace, check_et_threshold
 
 #: 26-connectivity, as the organisers' lesion-wise metrics count components.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -97,6 +98,17 @@ class RunReport:
     def ok(self) -> bool:
         """True when every case found got its output."""
         return not self.failed
+
+    def summary(self, output_dir: Path) -> str:
+        """The run's closing line: cases written of found, seconds, and the process's peak
+        resident memory (what the organisers' 16 GB limit is measured against)."""
+        n = len(self.written) + len(self.failed)
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        mean = sum(self.seconds.values()) / max(len(self.seconds), 1)
+        return (
+            f"{len(self.written)} of {n} cases written to {output_dir} in "
+            f"{self.wall_seconds:.1f} s ({mean:.1f} s per case), peak RSS {peak_gb:.2f} GB"
+        )
 
 
 def check_output_folder(output_dir: Path) -> None:

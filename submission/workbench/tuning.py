@@ -134,6 +134,20 @@ class TuneResult:
         lines.append(f"({len(ranked)} candidates)")
         return "\n".join(lines)
 
+    def report(self) -> str:
+        """What ``bratskit tune`` prints: the mode, :meth:`table`, and the best candidate
+        against the current defaults."""
+        best, current = self.best, self.current
+        gain = self.score(best) - self.score(current)
+        return "\n".join(
+            [
+                f"== {self.mode}: {len(self.cases)} cases, mean Dice of WT, TC and ET",
+                self.table(),
+                f"best: {best} (mean Dice {self.score(best):.4f}); current defaults: {current} "
+                f"({self.score(current):.4f}); improvement {gain:+.4f}",
+            ]
+        )
+
     def to_json(self, path: Path) -> None:
         rows = [
             {

@@ -58,6 +58,13 @@ class Report:
             )
         return out
 
+    def text(self, title: str) -> str:
+        """What ``bratskit validate`` and ``package`` print: a title line, :meth:`lines`,
+        and the count of valid and invalid findings."""
+        n_bad = len(self.failures)
+        counts = f"{len(self.findings) - n_bad} valid, {n_bad} invalid"
+        return "\n".join([f"== {title}", *self.lines(), counts])
+
 
 def validate_input(input_dir: Path) -> Report:
     """Discover and fully load every case (all checks of :func:`load_case`).

@@ -1,0 +1,95 @@
+"""The container's commands: ``bratskit predict`` (what ``entrypoint.sh`` runs) and
+``bratskit bundle`` (what ``make build`` verifies and bakes in)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from submission.cli.types import SCHEME_CHOICE, dir_path, file_path, runtime_options
+from submission.exit_codes import EXIT_FAILED, EXIT_OK, BadValueError, exit_on_error
+from submission.predict.options import ENSEMBLE_METHODS, ET_REPLACEMENTS
+
+__all__ = ["bundle_command", "predict"]
+
+
+@click.command(name="bundle")
+@click.argument("bundle_dir", metavar="BUNDLE", type=dir_path)
+@click.option("--formats", help="Only these file formats, e.g. onnx,onnx-fp16 [all].")
+@click.option(
+    "--copy-to",
+    type=dir_path,
+    help="Copy the files of --formats and a manifest listing only them to this new folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead.")
+@exit_on_error()
+def bundle_command(
+    bundle_dir: Path, formats: str | None, copy_to: Path | None, as_json: bool
+) -> None:
+    """Verify a BUNDLE (manifest and every file's sha256) and describe it."""
+    from submission.predict.bundle import FILE_FORMATS, copy_bundle, describe, load_bundle, summary
+
+    chosen = tuple(f.strip() for f in formats.split(",")) if formats else FILE_FORMATS
+    if copy_to is not None:
+        manifest, shown = copy_bundle(bundle_dir, copy_to, chosen), copy_to
+    else:
+        manifest, shown = load_bundle(bundle_dir, chosen), bundle_dir
+    text = json.dumps(summary(manifest, shown), indent=2) if as_json else describe(manifest, shown)
+    click.echo(text)
+
+
+@click.command()
+@click.option("--input", "input_dir", required=True, type=dir_path, help="Input cases.")
+@click.option("--output", "output_dir", required=True, type=dir_path, help="Where <id>.nii.gz go.")
+@click.option("--bundle", required=True, type=dir_path, help="Model bundle folder.")
+@click.option("--ensemble", type=click.Choice(ENSEMBLE_METHODS), help="[bundle's choice]")
+@click.option("--top-k", type=click.IntRange(1), help="Members averaged by confidence [N/2].")
+@click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
+@click.option("--et-replace", type=click.Choice(ET_REPLACEMENTS), help="What small ET becomes.")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), help="[0.5]")
+@click.option("--labels", type=SCHEME_CHOICE, help="Label scheme written [bundle's].")
+@click.option("--tta", is_flag=True, help="Mirroring test-time augmentation (8 flips).")
+@click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), help="Sliding window.")
+@click.option(
+    "--max-memory",
+    type=click.FloatRange(min=0, min_open=True),
+    help="GB of activations per call; above it the sliding window is used.",
+)
+@runtime_options(precision=True)
+@click.option("--sequential", is_flag=True, help="Do not overlap reading and writing with compute.")
+@click.option(
+    "--parameters",
+    "parameters_file",
+    type=file_path,
+    help="YAML file of the options above (MLCube parameters_file); flags given here win.",
+)
+@click.pass_context
+@exit_on_error({ValueError: BadValueError})  # the engine's checks of the options given
+def predict(
+    ctx: click.Context,
+    input_dir: Path,
+    output_dir: Path,
+    bundle: Path,
+    parameters_file: Path | None,
+    **flags,
+) -> None:
+    """Segment every case of INPUT into OUTPUT with a bundle (the container's job)."""
+    from submission.io.parameters import flag_values
+    from submission.predict.engine import Engine
+    from submission.predict.options import PredictOptions, RuntimeOptions
+    from submission.predict.runner import run_cases
+
+    if parameters_file is not None:
+        flags.update(flag_values(ctx, parameters_file, flags))
+    runtime = RuntimeOptions(*(flags.pop(k) for k in ("backend", "device", "precision", "threads")))
+    sequential = flags.pop("sequential")
+    flags["max_memory_gb"] = flags.pop("max_memory")
+    engine = Engine(bundle, PredictOptions(**flags), runtime)
+    report = run_cases(input_dir, output_dir, engine, overlap_io=not sequential)
+    click.echo(report.summary(output_dir))
+    for case_id, problem in sorted(report.failed.items()):
+        click.echo(f"FAILED {case_id}: {problem}", err=True)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)

@@ -1,0 +1,49 @@
+"""The click parameter types and option groups that several ``bratskit`` commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from submission.brats import SCHEMES
+from submission.predict.backends import BACKENDS, DEVICES, PRECISIONS
+
+SCHEME_CHOICE = click.Choice(list(SCHEMES))
+# Paths are not checked by click: a missing folder is an unusable folder (exit 3), with the
+# library's message, not a usage error.
+dir_path = click.Path(file_okay=False, path_type=Path)
+file_path = click.Path(dir_okay=False, path_type=Path)
+
+
+def runtime_options(precision: bool) -> Callable[[Callable], Callable]:
+    """``--device``, ``--backend``, ``--precision`` (when asked) and ``--threads``: where
+    and how the members run (:class:`submission.predict.options.RuntimeOptions`)."""
+    options = [
+        click.option(
+            "--device", type=click.Choice(["auto", *DEVICES]), default="auto", show_default=True
+        ),
+        click.option(
+            "--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True
+        ),
+    ]
+    if precision:
+        options.append(
+            click.option(
+                "--precision",
+                type=click.Choice(["auto", *PRECISIONS]),
+                default="auto",
+                show_default=True,
+            )
+        )
+    options.append(
+        click.option("--threads", type=click.IntRange(1), help="CPU threads [all cores].")
+    )
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

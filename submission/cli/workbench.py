@@ -1,0 +1,251 @@
+"""The team's commands around the predict path: ``synth``, ``validate``, ``evaluate``,
+``package``, ``tune`` and ``view`` (the workbench and the evaluation packages)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from submission.brats import LAYOUT_YEARS, TUMOUR_REGIONS
+from submission.cli.types import SCHEME_CHOICE, dir_path, file_path, runtime_options
+from submission.exit_codes import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UnavailableError,
+    UnusableError,
+    exit_on_error,
+)
+
+__all__ = ["evaluate", "package", "synth", "tune", "validate", "view"]
+
+
+@click.command()
+@click.argument("out", type=dir_path)
+@click.option("--cases", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--layout", type=click.Choice(LAYOUT_YEARS), default="2021", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--shape", nargs=3, type=click.IntRange(16), default=(240, 240, 155), show_default=True
+)
+@click.option(
+    "--first",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Number the cases from here (a held-out set beside a training set).",
+)
+@exit_on_error()
+def synth(
+    out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, int], first: int
+) -> None:
+    """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg) to OUT."""
+    from submission.workbench.synth import write_synthetic_dataset
+
+    # Per-case progress arrives through logging.
+    ids = write_synthetic_dataset(
+        out, cases=cases, layout=layout, seed=seed, shape=tuple(shape), first=first
+    )
+    click.echo(f"wrote {len(ids)} {layout} cases to {out}")
+
+
+@click.command()
+@click.argument("input_dir", metavar="INPUT", type=dir_path)
+@click.option("--output", type=dir_path, help="Also check this output folder against INPUT.")
+@click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
+@exit_on_error()
+def validate(input_dir: Path, output: Path | None, labels: str) -> None:
+    """Check INPUT (and OUTPUT against it) by the challenge rules; exit 0 only if all valid."""
+    from submission.workbench.validate import validate_input, validate_output
+
+    reports = [(validate_input(input_dir), f"input {input_dir}")]
+    if output is not None:
+        reports.append((validate_output(input_dir, output, labels), f"output {output}"))
+    for report, title in reports:
+        click.echo(report.text(title))
+    sys.exit(EXIT_OK if all(report.ok for report, _ in reports) else EXIT_FAILED)
+
+
+@click.command()
+@click.option("--pred", required=True, type=dir_path, help="Predictions <id>.nii.gz.")
+@click.option("--ref", required=True, type=dir_path, help="References, flat or in folders.")
+@click.option(
+    "--scheme",
+    type=click.Choice(["2021", "2023", "2025"]),
+    default="2021",
+    show_default=True,
+    help="Whose metrics: CaPTk 2021, lesion-wise 2023, panoptica 2025.",
+)
+@click.option(
+    "--labels",
+    type=SCHEME_CHOICE,
+    help="Label scheme of the files [2021 for --scheme 2021, else 2023].",
+)
+@click.option(
+    "--cohort",
+    default="gli",
+    show_default=True,
+    help="Cohort parameters for 2023/2025 (gli, ssa, ped, men, met).",
+)
+@click.option("--csv", "csv_path", type=file_path)
+@click.option("--json", "json_path", type=file_path)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=file_path,
+    help="Markdown summary: statistics per region, Dice and HD95 per case.",
+)
+@click.option(
+    "--boxplot",
+    "boxplot_path",
+    type=file_path,
+    help="PNG box plot of Dice and HD95 per region (needs matplotlib).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=dir_path,
+    help="Write evaluation.md, boxplot.png, cases.csv and summary.json to this folder.",
+)
+# Folder checks and plots raise builtins: ValueError and OSError mean an unusable folder or
+# file, ImportError a package this installation lacks (matplotlib, panoptica).
+@exit_on_error({ValueError: UnusableError, OSError: UnusableError, ImportError: UnavailableError})
+def evaluate(
+    pred: Path, ref: Path, scheme: str, labels: str | None, cohort: str, **outputs: Path | None
+) -> None:
+    """Score predictions against references as the organisers do."""
+    from submission.evaluation import evaluate_folders
+    from submission.evaluation.outputs import write_outputs
+
+    result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort)
+    click.echo(result.format_table())
+    for case_id in result.missing:
+        click.echo(f"missing prediction: {case_id} (scored as the organisers do)")
+    write_outputs(result, **outputs)
+    if outputs["report_dir"] is not None:
+        click.echo(f"wrote report to {outputs['report_dir']}")
+
+
+@click.command()
+@click.argument("out", type=dir_path)
+@click.option("--zip", "zip_path", required=True, type=file_path)
+@click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
+@click.option(
+    "--input",
+    "input_dir",
+    type=dir_path,
+    help="Input cases, to check shapes, affines and completeness too.",
+)
+@exit_on_error({ValueError: UnusableError})  # e.g. the archive inside the folder it zips
+def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> None:
+    """Validate the predictions in OUT, then zip them for a validation-phase upload."""
+    from submission.workbench.package import package_predictions
+
+    report = package_predictions(out, zip_path, labels=labels, input_dir=input_dir)
+    click.echo(report.text(f"predictions {out}"))
+    if not report.ok:
+        click.echo("nothing packaged: fix the files above first", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"wrote {zip_path} ({len(report.findings)} predictions)")
+
+
+@click.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=dir_path)
+@click.option(
+    "--data", "data_dir", required=True, type=dir_path, help="Cases with reference labels."
+)
+@click.option("--run", "run_dir", type=dir_path, help="Training run: out-of-fold scores.")
+@click.option("--splits", "splits_path", type=file_path, help="A splits.json instead of --run.")
+@click.option("--et-thresholds", help="ET minimum volumes to try [0,50,100,...,1000].")
+@click.option("--probability-thresholds", help="Region thresholds to try [0.3,0.4,0.5].")
+@click.option("--json", "json_path", type=file_path)
+@click.option("--dry-run", is_flag=True, help="Print the scores; leave the bundle unchanged.")
+@runtime_options(precision=False)
+@exit_on_error({OSError: UnusableError, KeyError: UnusableError})  # splits.json unreadable
+def tune(
+    bundle_dir: Path,
+    data_dir: Path,
+    run_dir: Path | None,
+    splits_path: Path | None,
+    et_thresholds: str | None,
+    probability_thresholds: str | None,
+    json_path: Path | None,
+    dry_run: bool,
+    backend: str,
+    device: str,
+    threads: int | None,
+) -> None:
+    """Choose BUNDLE's ensemble, top-k, ET and region thresholds on labelled cases.
+
+    With --run (or --splits) the cases are the run's training cases, each predicted only
+    by the members of the fold that held it out; without, --data must be cases no member
+    trained on.
+    """
+    from submission.predict.engine import Engine, RuntimeOptions
+    from submission.workbench.tuning import (
+        ET_THRESHOLDS,
+        PROBABILITY_THRESHOLDS,
+        read_splits,
+        score_candidates,
+        write_recommended,
+    )
+
+    if run_dir is not None and splits_path is not None:
+        raise click.UsageError("give --run or --splits, not both")
+    if run_dir is not None:
+        splits_path = run_dir / "splits.json"
+    et_values = _numbers(et_thresholds, int, ET_THRESHOLDS, "--et-thresholds")
+    probabilities = _numbers(
+        probability_thresholds, float, PROBABILITY_THRESHOLDS, "--probability-thresholds"
+    )
+    splits = None if splits_path is None else read_splits(splits_path)
+    engine = Engine(bundle_dir, runtime=RuntimeOptions(backend, device, "fp32", threads))
+    result = score_candidates(engine, data_dir, splits, et_values, probabilities)
+    click.echo(result.report())
+    if json_path is not None:
+        result.to_json(json_path)
+    if result.best == result.current:
+        click.echo("the bundle's defaults are already the best: unchanged")
+    elif dry_run:
+        click.echo("--dry-run: bundle unchanged")
+    else:
+        path = write_recommended(result, engine.manifest, bundle_dir)
+        click.echo(f"wrote the new defaults into {path}")
+
+
+@click.command()
+@click.argument("case_dir", metavar="CASE", type=click.Path(path_type=Path))
+@click.option("--png", "png_path", required=True, type=file_path, help="Picture to write.")
+@click.option("--seg", "seg_path", type=file_path, help="Predicted label map on the case's grid.")
+@click.option(
+    "--ref", "ref_path", type=file_path, help="Reference label map [the case's _seg/-seg file]."
+)
+@click.option(
+    "--labels",
+    type=SCHEME_CHOICE,
+    help="Label scheme of the label maps [detected: a 4 means 2021, a 3 means 2023].",
+)
+@click.option("--case-id", help="The case to draw when CASE holds several.")
+@exit_on_error()
+def view(case_dir: Path, png_path: Path, **maps_and_choices: str | Path | None) -> None:
+    """Picture of CASE: modalities and label maps in three planes through the tumour."""
+    from submission.workbench.view import write_view  # matplotlib only when it draws
+
+    case_id, maps, scores = write_view(case_dir, png_path, **maps_and_choices)
+    drawn = ", ".join(f"{m.role} {m.path}" for m in maps) or "no label maps"
+    click.echo(f"wrote {png_path}: case {case_id}, {drawn}")
+    if scores is not None:
+        click.echo("Dice " + " ".join(f"{r} {scores[r]:.3f}" for r in TUMOUR_REGIONS))
+
+
+def _numbers(text: str | None, kind: type, default: tuple, flag: str) -> tuple:
+    """A comma-separated list of numbers, or ``default`` when not given."""
+    if text is None:
+        return default
+    try:
+        return tuple(kind(t) for t in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"comma-separated numbers, got {text!r}", param_hint=flag
+        ) from None
