@@ -10,8 +10,10 @@ Three evaluation schemes:
   needing ``pip install bratskit[eval]``; panoptica is imported only when used.
 
 :func:`evaluate_folders` matches prediction files to references and returns an
-:class:`EvaluationResult` (rows, summaries, CSV, JSON, table). The ``score_*``
-functions score arrays directly (label maps in, ``{region: {metric: value}}`` out).
+:class:`EvaluationResult` (rows, summaries, CSV, JSON, table);
+:func:`~submission.evaluation.outputs.write_outputs` writes the files ``bratskit evaluate``
+asks for, :mod:`.plots` the box plot. The ``score_*`` functions score arrays directly
+(label maps in, ``{region: {metric: value}}`` out).
 """
 
 from submission.evaluation.evaluate import DEFAULT_LABELS, EVALUATION_SCHEMES, evaluate_folders
