@@ -249,19 +249,29 @@ def verify_files(bundle_dir: Path, manifest: Manifest, formats: tuple[str, ...] 
         BundleError: the first missing or altered file, by path.
     """
     for member in manifest.members:
-        for fmt, model_file in member.files.items():
-            if fmt not in formats:
-                continue
-            path = Path(bundle_dir) / model_file.path
-            if not path.is_file():
-                raise BundleError(f"member {member.name}: {fmt} file {path} is missing")
-            actual = sha256_file(path)
-            if actual != model_file.sha256:
-                raise BundleError(
-                    f"member {member.name}: {path} has sha256 {actual[:12]}..., the manifest "
-                    f"says {model_file.sha256[:12]}...: the file was altered or replaced; "
-                    "re-export the bundle"
-                )
+        for fmt in member.files:
+            if fmt in formats:
+                verify_file(bundle_dir, member, fmt)
+
+
+def verify_file(bundle_dir: Path, member: Member, fmt: str) -> Path:
+    """The path of ``member``'s file of format ``fmt``, after checking its sha256.
+
+    Raises:
+        BundleError: the file is missing or altered.
+    """
+    model_file = member.files[fmt]
+    path = Path(bundle_dir) / model_file.path
+    if not path.is_file():
+        raise BundleError(f"member {member.name}: {fmt} file {path} is missing")
+    actual = sha256_file(path)
+    if actual != model_file.sha256:
+        raise BundleError(
+            f"member {member.name}: {path} has sha256 {actual[:12]}..., the manifest "
+            f"says {model_file.sha256[:12]}...: the file was altered or replaced; "
+            "re-export the bundle"
+        )
+    return path
 
 
 def load_bundle(bundle_dir: Path, formats: tuple[str, ...] = FILE_FORMATS) -> Manifest:

@@ -30,7 +30,7 @@ from scipy.special import expit
 from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
 from submission.predict import backends
 from submission.predict.backends import BackendError
-from submission.predict.bundle import read_manifest, verify_files
+from submission.predict.bundle import read_manifest, verify_file, verify_files
 from submission.predict.ensemble import region_masks
 from submission.predict.members import Member
 from submission.predict.options import PredictOptions, RuntimeOptions, region_thresholds
@@ -264,6 +264,8 @@ class Engine:
         if slot.model.device != "cpu":
             if slot.cpu_model is None:
                 backend = backends.resolve_backend("auto", "cpu", set(member.files))
+                # The GPU may have run another format (onnx-fp16): check the file opened now.
+                verify_file(self.bundle_dir, member, backends.file_format(backend, "fp32"))
                 slot.cpu_model = self._open(member, backend, "cpu", "fp32")
             yield "sliding window on the CPU", slot.cpu_model, patch
 
