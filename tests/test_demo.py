@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TUNED_ET = 250
@@ -24,9 +25,9 @@ pytestmark = pytest.mark.slow
 def test_demo_reports_a_tuned_et_threshold_outside_its_table(tmp_path):
     pytest.importorskip("torch")
     recipe = tmp_path / "tiny-et250.yaml"
-    text = (REPO / "train" / "recipes" / "tiny.yaml").read_text()
-    assert "recommended:" not in text  # tiny uses the defaults: this recipe adds its own
-    recipe.write_text(f"{text}\nrecommended: {{ensemble: mean, et_threshold: {TUNED_ET}}}\n")
+    raw = yaml.safe_load((REPO / "train" / "recipes" / "tiny.yaml").read_text())
+    raw["recommended"] = {"ensemble": "mean", "et_threshold": TUNED_ET}
+    recipe.write_text(yaml.safe_dump(raw))
     demo = tmp_path / "demo"
     env = {
         **os.environ,
