@@ -16,7 +16,8 @@ HELD_OUT=${HELD_OUT:-10}
 DEMO_PREDICT=${DEMO_PREDICT:-entrypoint}
 IMAGE=${IMAGE:-bratskit:demo}
 SHAPE=(96 96 64)
-export PATH="$PWD/$BIN:$PATH" # entrypoint.sh runs `python -m submission`
+[[ "$BIN" == /* ]] || BIN="$PWD/$BIN"
+export PATH="$BIN:$PATH" # entrypoint.sh runs `python -m submission`
 start=$SECONDS
 step() { printf '\n== [%2d:%02d] %s\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$*"; }
 
