@@ -87,9 +87,10 @@ def discover_cases(input_dir: Path) -> Discovery:
         raise InputError(f"input folder {input_dir} does not exist or is not a folder")
     found = Discovery()
     flat: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
-    for entry in sorted(input_dir.iterdir()):
+    hidden: list[Path] = []
+    for entry in _visible(input_dir, hidden):
         if entry.is_dir():
-            _discover_folder(entry, found)
+            _discover_folder(entry, found, hidden)
             continue
         parsed = parse_filename(entry.name)
         if parsed is None:
@@ -98,6 +99,11 @@ def discover_cases(input_dir: Path) -> Discovery:
             flat[parsed.case_id][parsed.modality].append(entry)
     for case_id, by_modality in flat.items():
         _add_case(found, case_id, by_modality, input_dir)
+    if hidden:
+        found.warnings.append(
+            f"ignored {len(hidden)} hidden file(s) or folder(s) (names starting with '.', such "
+            f"as macOS '._' files, and __MACOSX folders), e.g. {hidden[0]}"
+        )
     if not found.cases and not found.errors:
         raise InputError(
             f"no BraTS case in {input_dir}: expected case folders or files named like "
@@ -107,10 +113,22 @@ def discover_cases(input_dir: Path) -> Discovery:
     return found
 
 
-def _discover_folder(folder: Path, found: Discovery) -> None:
+def _visible(folder: Path, hidden: list[Path]) -> list[Path]:
+    """``folder``'s entries, sorted, less the hidden ones, which go to ``hidden``: names
+    starting with a dot (macOS AppleDouble ``._<name>.nii.gz`` files would otherwise be a
+    second file of a modality, or in the flat layout a phantom case) and ``__MACOSX``
+    folders, which archives made on macOS carry."""
+    visible = []
+    for entry in sorted(folder.iterdir()):
+        is_hidden = entry.name.startswith(".") or entry.name == "__MACOSX"
+        (hidden if is_hidden else visible).append(entry)
+    return visible
+
+
+def _discover_folder(folder: Path, found: Discovery, hidden: list[Path]) -> None:
     by_modality: dict[str, list[Path]] = defaultdict(list)
     unrelated, notes = [], []
-    for entry in sorted(folder.iterdir()):
+    for entry in _visible(folder, hidden):
         parsed = parse_filename(entry.name) if entry.is_file() else None
         if parsed is None:
             unrelated.append(f"ignored unrelated entry {entry}")

@@ -313,3 +313,28 @@ def test_folder_without_label_maps_is_an_error(tmp_path):
         find_label_maps(tmp_path)
     with pytest.raises(ValueError, match="reference folder .*nope does not exist"):
         find_label_maps(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("layout", ["2021-flat", "2021-folders", "2023-folders"])
+def test_macos_appledouble_files_and_folders_are_ignored_with_one_warning(case_factory, layout):
+    # Issue 13, failure 2: a '._<name>' file beside each image (what a copy from a macOS
+    # volume leaves) made a valid case fail ("2 files for t1c"), or a phantom flat case.
+    ids = ["BraTS2021_00001", "BraTS2021_00002"]
+    root = case_factory(layout, ids)
+    images = sorted(p for p in root.rglob("*.nii.gz"))
+    for path in images:
+        (path.parent / f"._{path.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    macosx = root / "__MACOSX" / ids[0]
+    macosx.mkdir(parents=True)
+    (macosx / f"._{images[0].name}").write_bytes(b"\x00\x05\x16\x07")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+
+    found = discover_cases(root)
+
+    assert [c.case_id for c in found.cases] == ids
+    assert found.errors == []
+    hidden = [w for w in found.warnings if "hidden" in w]
+    assert len(hidden) == 1 and "__MACOSX" in hidden[0], found.warnings
+    for case in found.cases:
+        assert all(not p.name.startswith("._") for p in case.files.values())
+        load_case(case)  # the real images, not the resource forks
