@@ -108,12 +108,17 @@ def check_label_file(path: Path, scheme: LabelScheme, grid: Grid | None = None) 
     if grid is not None:
         if out_grid.shape != grid.shape:
             problems.append(f"shape {out_grid.shape} differs from the input's {grid.shape}")
-        for name, (matrix, code) in (
-            ("qform", out_grid.header.get_qform(coded=True)),
-            ("sform", out_grid.header.get_sform(coded=True)),
-        ):
-            if code and not np.allclose(matrix, grid.affine, atol=AFFINE_TOLERANCE):
-                problems.append(f"{name} differs from the input's affine; copy the input header")
+        # Like with like: the input's qform and sform may differ (nibabel's affine is then
+        # the sform), and an output carrying the input's header has both.
+        for name in ("qform", "sform"):
+            matrix, code = getattr(out_grid.header, f"get_{name}")(coded=True)
+            expected, expected_code = getattr(grid.header, f"get_{name}")(coded=True)
+            if not code:
+                continue
+            if not expected_code:
+                expected = grid.affine
+            if not np.allclose(matrix, expected, atol=AFFINE_TOLERANCE):
+                problems.append(f"{name} differs from the input's; copy the input header")
         if not np.allclose(out_grid.affine, grid.affine, atol=AFFINE_TOLERANCE):
             problems.append("affine differs from the input's (lost or identity affine?)")
     return list(dict.fromkeys(problems))

@@ -138,3 +138,35 @@ def test_package_refuses_archive_inside_output(folders):
     _, out, _ = folders
     with pytest.raises(ValueError, match="outside the output folder"):
         package_predictions(out, out / "upload.zip")
+
+
+def test_an_output_on_an_input_whose_qform_and_sform_differ_is_valid(tmp_path):
+    # Issue 13, failure 3: the output's qform was compared with the input's affine (its
+    # sform), so a correct output of such an input was refused by validate and package.
+    root = tmp_path / "in" / IDS[0]
+    sform = LPS_SMALL.copy()
+    sform[:3, 3] += (0.6, -0.4, 0.25)  # the scanner's sform, shifted from the qform
+    root.mkdir(parents=True)
+    for modality in ("flair", "t1", "t1ce", "t2"):
+        img = nib.Nifti1Image(np.full(SMALL_SHAPE, 100, np.int16), LPS_SMALL)
+        img.set_qform(LPS_SMALL, 1)
+        img.set_sform(sform, 2)
+        nib.save(img, root / f"{IDS[0]}_{modality}.nii.gz")
+    input_img = nib.load(root / f"{IDS[0]}_t1.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    written = write_label_map(
+        np.zeros(SMALL_SHAPE, np.uint8), grid_of(input_img), out / f"{IDS[0]}.nii.gz"
+    )
+    header = nib.load(written).header
+    assert np.allclose(header.get_qform(), LPS_SMALL) and np.allclose(header.get_sform(), sform)
+
+    report = validate_output(tmp_path / "in", out)
+    assert report.ok, report.lines()
+
+    # Like with like still catches a wrong qform.
+    bad = nib.load(written)
+    bad.set_qform(sform, 1)
+    nib.save(bad, out / f"{IDS[0]}.nii.gz")
+    problems = [f.problem for f in validate_output(tmp_path / "in", out).failures]
+    assert problems and "qform differs from the input's" in problems[0]
