@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from submission.brats import get_scheme
+from submission.brats import SCHEMES, get_scheme
 from submission.evaluation.folders import CasePair, match_cases
 from submission.evaluation.lesionwise_2023 import lesion_params, score_2023
 from submission.evaluation.overlap_2021 import failed_2021, score_2021
@@ -35,6 +35,7 @@ from submission.evaluation.panoptica_2025 import (
     score_2025,
 )
 from submission.evaluation.report import EvaluationResult
+from submission.exit_codes import BadValueError
 from submission.io.nifti import Grid, NiftiError, read_label_map
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,32 @@ def _scorer(scheme: str, labels: str, cohort: str) -> _Scorer:
     raise ValueError(f"unknown evaluation scheme {scheme!r}; choose one of 2021, 2023, 2025")
 
 
+class LabelSchemeError(ValueError, BadValueError):
+    """Label values outside the label scheme chosen: the files are in another scheme (a
+    2021 ET of 4 read as 2023 would be scored as no ET at all, a perfect ET Dice of 1)."""
+
+
+def check_labels(seg: np.ndarray, labels: str, path: Path) -> None:
+    """Refuse a label map holding values outside the scheme ``labels``, naming the schemes
+    that hold them all (the fix is ``--labels`` one of those).
+
+    Raises:
+        LabelSchemeError: naming the file, the values and the fix.
+    """
+    values = np.unique(seg) if seg.dtype.kind == "i" else np.flatnonzero(np.bincount(seg.ravel()))
+    present = {int(v) for v in values}
+    scheme = get_scheme(labels)
+    if present <= scheme.valid_labels:
+        return
+    fits = [name for name, s in SCHEMES.items() if present <= s.valid_labels]
+    fix = f"pass --labels {' or '.join(fits)}" if fits else "no label scheme holds them all"
+    raise LabelSchemeError(
+        f"{path} holds labels {sorted(present - scheme.valid_labels)} outside the {labels} "
+        f"scheme (valid: {sorted(scheme.valid_labels)}): scored as {labels} they would give "
+        f"wrong numbers; {fix}"
+    )
+
+
 def _grid_problem(scheme: str, pred: Grid, ref: Grid) -> str | None:
     if pred.shape != ref.shape:
         return f"prediction shape {pred.shape} differs from reference {ref.shape}"
@@ -80,6 +107,7 @@ def _score_case(pair: CasePair, scheme: str, score: _Scorer, result: EvaluationR
         logger.error("%s: reference not scored: %s", pair.case, exc)
         result.failed[pair.case] = str(exc)
         return
+    check_labels(ref, result.labels, pair.ref)
     pred = None
     if pair.pred is None:
         logger.warning("%s: no prediction, scored as missing", pair.case)
@@ -87,6 +115,7 @@ def _score_case(pair: CasePair, scheme: str, score: _Scorer, result: EvaluationR
     else:
         try:
             pred, pred_grid = read_label_map(pair.pred)
+            check_labels(pred, result.labels, pair.pred)
             problem = _grid_problem(scheme, pred_grid, ref_grid)
         except NiftiError as exc:
             problem = str(exc)
@@ -123,6 +152,7 @@ def evaluate_folders(
     Raises:
         ValueError: unknown scheme, labels or cohort; bad or empty folders.
         ImportError: scheme 2025 without panoptica (``pip install bratskit[eval]``).
+        LabelSchemeError: a file holds labels outside ``labels`` (the wrong scheme).
     """
     scheme = str(scheme)
     if scheme not in DEFAULT_LABELS:

@@ -117,8 +117,8 @@ def test_prediction_on_another_grid_fails_in_2021_only(tmp_path):
     result = evaluate_folders(pred, ref, scheme="2021")
     assert "affine" in result.failed["a"]
     assert result.rows[0]["dice"] == 0.0 and result.rows[0]["hd95"] == 374.0
-    # The 2023 script compares voxel arrays only.
-    assert evaluate_folders(pred, ref, scheme="2023").failed == {}
+    # The 2023 script compares voxel arrays only (these maps are in the 2021 labels).
+    assert evaluate_folders(pred, ref, scheme="2023", labels="2021").failed == {}
 
 
 def test_unreadable_prediction_is_failed_not_fatal(tmp_path):
@@ -235,3 +235,40 @@ def test_scheme_2025_without_panoptica_names_the_install_command(folders):
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
     )
     assert "pip install bratskit[eval]" in out.stdout
+
+
+@pytest.mark.parametrize("wrong_side", ["pred", "ref"])
+def test_label_maps_of_another_scheme_are_refused_with_the_fix(tmp_path, wrong_side):
+    # Issue 13, failure 7: 2021 maps (ET = 4) scored with --scheme 2023 (ET = 3) gave ET
+    # Dice 1.0 on every case, both ETs read as empty, with no warning.
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    for i in range(2):
+        scheme = {"pred": "2023", "ref": "2023", wrong_side: "2021"}
+        _write(_label_map(i, scheme["ref"]), ref / f"c{i}-seg.nii.gz")
+        _write(_label_map(i, scheme["pred"]), pred / f"c{i}.nii.gz")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "submission",
+            "evaluate",
+            "--pred",
+            str(pred),
+            "--ref",
+            str(ref),
+            "--scheme",
+            "2023",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and f"{wrong_side}/c0" in message
+    assert "labels [4] outside the 2023 scheme" in message and "--labels 2021" in message
+    # Told the files' scheme, the same command scores them.
+    both_2021 = tmp_path / "both-2021"
+    for i in range(2):
+        _write(_label_map(i), both_2021 / f"c{i}.nii.gz")
+    scores = evaluate_folders(both_2021, both_2021, "2023", labels="2021")
+    assert scores.failed == {} and all(row["lesion_dice"] == 1.0 for row in scores.rows)
