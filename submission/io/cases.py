@@ -30,9 +30,10 @@ from submission.brats import (
     is_valid_case_id,
     modality_filename,
     parse_filename,
+    prediction_filename,
 )
 from submission.exit_codes import UnusableError
-from submission.io.nifti import Grid, NiftiError, grid_of, nifti_stem, read_nifti
+from submission.io.nifti import NAME_MAX, Grid, NiftiError, grid_of, nifti_stem, read_nifti
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,17 @@ def _add_case(
                 case_id,
                 "case id must be letters, digits, '.', '_' or '-' (no spaces or path "
                 "separators), or the output name breaks the organisers' patterns; rename it",
+                folder,
+            )
+        )
+        return
+    output_name = prediction_filename(case_id)
+    if len(output_name.encode()) > NAME_MAX:
+        found.errors.append(
+            CaseError(
+                case_id,
+                f"the output name {output_name[:24]}... would be {len(output_name.encode())} "
+                f"bytes, over the {NAME_MAX} a file name may hold; shorten the case id",
                 folder,
             )
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import secrets
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ import numpy as np
 
 from submission.brats import NIFTI_EXTENSIONS
 from submission.exit_codes import UnusableError
+
+#: Temporary files of :func:`write_label_map` start so (never ``.nii.gz`` names).
+TEMPORARY_PREFIX = ".bratskit-"
+#: The most bytes a file name may hold on the file systems the organisers use (NAME_MAX).
+NAME_MAX = 255
 
 
 class NiftiError(ValueError, UnusableError):
@@ -124,7 +130,9 @@ def write_label_map(seg_dhw: np.ndarray, grid: Grid, path: Path) -> Path:
     img.set_sform(sform if sform is not None else grid.affine, int(scode))
     img.header["scl_slope"], img.header["scl_inter"] = np.nan, np.nan
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    # A short temporary name, whatever the case id: a file name may hold 255 bytes, and
+    # ".<id>.nii.gz.<pid>.partial" ran over that for ids of 234 characters and more.
+    tmp = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
         # Pass the file object so nibabel does not infer gzip from the temporary name.
         with (

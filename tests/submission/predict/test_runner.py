@@ -13,7 +13,7 @@ import pytest
 from submission.brats import MODALITIES
 from submission.io.nifti import read_label_map
 from submission.predict.runner import CaseOutput, OutputError, case_line, run_cases
-from tests.conftest import LPS_SMALL, small_image
+from tests.conftest import LPS_SMALL, small_image, write_case
 
 IDS = ("BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003")
 
@@ -129,3 +129,26 @@ def test_report_times_every_stage_and_the_log_line_says_them(case_factory, tmp_p
     assert report.wall_seconds > 0
     out = CaseOutput(np.zeros((2, 2, 2), np.uint8), {"read": 1.25, "members": 2.5}, ["slid"], 7)
     assert case_line("c1", 3.75, out) == "c1 3.8 s (read 1.25, members 2.50) ET 7 voxels; slid"
+
+
+def test_long_case_ids_are_written_and_too_long_ones_refused_before_any_work(tmp_path):
+    # Issue 13, failure 8: ids of 234 to 248 characters failed after inference, when the
+    # temporary name ".<id>.nii.gz.<pid>.partial" ran over the 255 bytes of a file name.
+    root = tmp_path / "in"
+    longest = "BraTS-" + "x" * (255 - len(".nii.gz") - 6)  # output name exactly 255 bytes
+    too_long = "BraTS-" + "y" * 244  # output name 257 bytes; the files use a short prefix
+    write_case(root / longest, longest[:240], "2023", seed=1)
+    write_case(root / too_long, "BraTS-short", "2023", seed=2)
+    segmented = []
+
+    def segmenter(image):
+        segmented.append(image.shape)
+        return threshold_segmenter(image)
+
+    report = run_cases(root, tmp_path / "out", segmenter)
+    assert report.written == [longest]
+    assert (
+        "shorten the case id" in report.failed[too_long] and "257 bytes" in report.failed[too_long]
+    )
+    assert len(segmented) == 1  # the refused case never reached the network
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{longest}.nii.gz"]
