@@ -196,7 +196,7 @@ def member_keys(runs: Sequence[TrainingRun]) -> list[dict[str, str]]:
 
 def plan_members(runs: Sequence[TrainingRun], settings: ExportSettings) -> list[PlannedMember]:
     """One :class:`PlannedMember` per checkpoint, with placeholder files."""
-    placeholder = ModelFile(path="", sha256="")
+    placeholder = ModelFile(path="not-exported-yet", sha256="")  # replaced as each file is written
     plan = []
     for run, keys in zip(runs, member_keys(runs)):
         for checkpoint in run.checkpoints:

@@ -264,6 +264,11 @@ def verify_file(bundle_dir: Path, member: Member, fmt: str) -> Path:
     path = Path(bundle_dir) / model_file.path
     if not path.is_file():
         raise BundleError(f"member {member.name}: {fmt} file {path} is missing")
+    if not path.resolve().is_relative_to(Path(bundle_dir).resolve()):
+        raise BundleError(
+            f"member {member.name}: {path} leads outside the bundle (a symlink to "
+            f"{path.resolve()}); copy the file into the bundle"
+        )
     actual = sha256_file(path)
     if actual != model_file.sha256:
         raise BundleError(

@@ -11,6 +11,7 @@ their regions on the window (or the whole crop without localisation).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from submission.predict.sliding_window import SizeRule
@@ -41,6 +42,23 @@ class ModelFile:
     sha256: str
     precision: str = "fp32"
     parity: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # The sha256 sits in the same manifest, so it protects nothing when the path may
+        # point anywhere: a path must name a file inside the bundle (symlinks that leave it
+        # are refused when the file is verified).
+        path = PurePosixPath(str(self.path))
+        if (
+            not self.path
+            or str(path) != self.path
+            or path.is_absolute()
+            or "\\" in self.path
+            or any(part in ("..", ".") for part in path.parts)
+        ):
+            raise ValueError(
+                f"file path {self.path!r} must be relative to the bundle folder, normalised, "
+                "with forward slashes and no '..' (e.g. 'seg/fold0.onnx')"
+            )
 
 
 @dataclass(frozen=True)

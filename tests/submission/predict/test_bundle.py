@@ -4,11 +4,14 @@ summary."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
 from submission.predict.bundle import (
     BundleError,
+    copy_bundle,
+    load_bundle,
     manifest_from_dict,
     read_manifest,
     summary,
@@ -55,3 +58,40 @@ def test_summary_is_what_bundle_json_prints(tmp_path):
             "overlap": 0.5,
         },
     }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside.onnx",
+        "/tmp/outside.onnx",
+        "seg/../../outside.onnx",
+        "./seg/f.onnx",
+        "seg\\f.onnx",
+        "",
+    ],
+)
+def test_file_paths_outside_the_bundle_are_refused_when_the_manifest_is_read(tmp_path, path):
+    # Issue 13, failure 6: a manifest naming '../x' or an absolute path loaded a model from
+    # outside the bundle; its sha256, in the same manifest, protected nothing.
+    bundle = channel_bundle(tmp_path / "b")
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["members"][0]["files"]["onnx"]["path"] = path
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="must be relative to the bundle folder"):
+        read_manifest(bundle)
+
+
+def test_a_symlink_leaving_the_bundle_is_refused_and_copy_to_writes_nothing(tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    manifest = read_manifest(bundle)
+    member_file = bundle / manifest.members[0].files["onnx"].path
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes(member_file.read_bytes())  # same bytes: the sha256 still matches
+    member_file.unlink()
+    member_file.symlink_to(outside)
+    with pytest.raises(BundleError, match="leads outside the bundle"):
+        load_bundle(bundle)
+    with pytest.raises(BundleError, match="leads outside the bundle"):
+        copy_bundle(bundle, tmp_path / "copy", ("onnx",))
+    assert not (tmp_path / "copy").exists()
