@@ -100,6 +100,7 @@ def discover_cases(input_dir: Path) -> Discovery:
             flat[parsed.case_id][parsed.modality].append(entry)
     for case_id, by_modality in flat.items():
         _add_case(found, case_id, by_modality, input_dir)
+    _refuse_duplicate_ids(found)
     if hidden:
         found.warnings.append(
             f"ignored {len(hidden)} hidden file(s) or folder(s) (names starting with '.', such "
@@ -112,6 +113,32 @@ def discover_cases(input_dir: Path) -> Discovery:
         )
     found.cases.sort(key=lambda c: c.case_id)
     return found
+
+
+def _refuse_duplicate_ids(found: Discovery) -> None:
+    """A case folder and flat files of the same id would both write ``<id>.nii.gz``, one
+    over the other: neither is a case, and the conflict is an error of that id."""
+    folders: dict[str, list[Path]] = defaultdict(list)  # where each id's files lie
+    for case in found.cases:
+        folders[case.case_id].append(case.folder)
+    for error in found.errors:
+        if error.path is not None:
+            folders[error.case_id].append(error.path)
+    twice = {case_id: where for case_id, where in folders.items() if len(where) > 1}
+    if not twice:
+        return
+    found.cases = [c for c in found.cases if c.case_id not in twice]
+    found.errors = [e for e in found.errors if e.case_id not in twice]
+    for case_id, where in sorted(twice.items()):
+        places = " and ".join(str(p) for p in sorted(where))
+        found.errors.append(
+            CaseError(
+                case_id,
+                f"two cases have this id, in {places} (a case folder and flat files): neither "
+                "is predicted; keep one",
+                where[0],
+            )
+        )
 
 
 def _visible(folder: Path, hidden: list[Path]) -> list[Path]:

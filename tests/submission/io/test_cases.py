@@ -338,3 +338,21 @@ def test_macos_appledouble_files_and_folders_are_ignored_with_one_warning(case_f
     for case in found.cases:
         assert all(not p.name.startswith("._") for p in case.files.values())
         load_case(case)  # the real images, not the resource forks
+
+
+def test_one_case_id_as_a_folder_and_as_flat_files_is_a_conflict_neither_predicted(
+    case_factory, tmp_path
+):
+    # Issue 13, failure 5: both wrote <id>.nii.gz, the second silently over the first.
+    root = case_factory("2021-folders", ["BraTS2021_00001", "BraTS2021_00002"])
+    write_case(root, "BraTS2021_00001", "2021", seed=7)  # the same id, flat beside its folder
+    found = discover_cases(root)
+    assert [c.case_id for c in found.cases] == ["BraTS2021_00002"]
+    (error,) = found.errors
+    assert error.case_id == "BraTS2021_00001"
+    assert "two cases have this id" in str(error) and str(root / "BraTS2021_00001") in str(error)
+
+    report = run_cases(root, tmp_path / "out", lambda image: np.zeros(image.shape[1:], np.uint8))
+    assert report.written == ["BraTS2021_00002"]
+    assert "two cases have this id" in report.failed["BraTS2021_00001"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["BraTS2021_00002.nii.gz"]
