@@ -173,6 +173,7 @@ def run_cases(
                 pending.append((case, out, seconds, writer.submit(_write, out, path)))
             pending = _finish(pending, report, wait=False)
         _finish(pending, report, wait=True)
+    _remove_stale_outputs(Path(output_dir), report)
     report.wall_seconds = time.perf_counter() - start
     log.info(
         "%d of %d cases written in %.1f s%s",
@@ -182,6 +183,21 @@ def run_cases(
         f"; failed: {', '.join(sorted(report.failed))}" if report.failed else "",
     )
     return report
+
+
+def _remove_stale_outputs(output_dir: Path, report: RunReport) -> None:
+    """A case that failed must not leave the output of an earlier run, which ``validate``
+    would accept and ``package`` zip: remove it, and say so in the case's failure."""
+    for case_id in sorted(report.failed):
+        stale = output_dir / prediction_filename(case_id)
+        try:
+            if stale.parent != output_dir or stale.is_symlink() or not stale.is_file():
+                continue
+            stale.unlink()
+        except OSError:  # e.g. a name too long to exist: nothing of an earlier run
+            continue
+        report.failed[case_id] += f"; removed {stale.name}, the output of an earlier run"
+        log.warning("%s: removed %s, the output of an earlier run", case_id, stale)
 
 
 class _Executor(ThreadPoolExecutor):

@@ -146,6 +146,7 @@ def validate_output(input_dir: Path, output_dir: Path, labels: str = "2021") -> 
     found = discover_cases(input_dir)
     report = Report(warnings=list(found.warnings))
     grids: dict[str, Grid | None] = {e.case_id: None for e in found.errors}
+    cases = {case.case_id: case for case in found.cases}
     for case in found.cases:
         try:
             grids[case.case_id] = read_case_grid(case)
@@ -162,6 +163,11 @@ def validate_output(input_dir: Path, output_dir: Path, labels: str = "2021") -> 
             continue
         if grids[case_id] is None:
             report.warnings.append(f"{name}: input case {case_id} is unusable; grid not checked")
+        elif path.stat().st_mtime < max(f.stat().st_mtime for f in cases[case_id].files.values()):
+            report.warnings.append(
+                f"{name} is older than case {case_id}'s input files: a prediction of an "
+                "earlier version of the case? predict it again"
+            )
         problems = check_label_file(path, scheme, grids[case_id])
         report.findings.append(Finding(name, "; ".join(problems) or None))
     return report

@@ -152,3 +152,17 @@ def test_long_case_ids_are_written_and_too_long_ones_refused_before_any_work(tmp
     )
     assert len(segmented) == 1  # the refused case never reached the network
     assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{longest}.nii.gz"]
+
+
+def test_a_case_failing_on_a_rerun_leaves_no_output_of_the_earlier_run(case_factory, tmp_path):
+    # Issue 13, failure 4: the old output stayed, and validate and package accepted it.
+    root = case_factory("2021-folders", IDS[:2])
+    out = tmp_path / "out"
+    assert run_cases(root, out, threshold_segmenter).written == list(IDS[:2])
+    (root / IDS[1] / f"{IDS[1]}_t1.nii.gz").write_bytes(b"truncated on a copy")
+
+    report = run_cases(root, out, threshold_segmenter)
+
+    assert report.written == [IDS[0]]
+    assert f"removed {IDS[1]}.nii.gz, the output of an earlier run" in report.failed[IDS[1]]
+    assert [p.name for p in out.iterdir()] == [f"{IDS[0]}.nii.gz"]

@@ -1,5 +1,6 @@
 """`validate --output` by the challenge rules (CONTRACT.md section 3), and packaging."""
 
+import os
 import zipfile
 
 import nibabel as nib
@@ -170,3 +171,16 @@ def test_an_output_on_an_input_whose_qform_and_sform_differ_is_valid(tmp_path):
     nib.save(bad, out / f"{IDS[0]}.nii.gz")
     problems = [f.problem for f in validate_output(tmp_path / "in", out).failures]
     assert problems and "qform differs from the input's" in problems[0]
+
+
+def test_an_output_older_than_its_inputs_is_a_warning(folders):
+    root, out, _ = folders
+    stale = out / f"{IDS[0]}.nii.gz"
+    inputs = max(p.stat().st_mtime for p in (root / IDS[0]).iterdir())
+    os.utime(stale, (inputs - 3600, inputs - 3600))
+    report = validate_output(root, out)
+    assert report.ok
+    assert [w for w in report.warnings if "older than" in w] == [
+        f"{IDS[0]}.nii.gz is older than case {IDS[0]}'s input files: a prediction of an "
+        "earlier version of the case? predict it again"
+    ]
