@@ -5,14 +5,18 @@
 # (or, with DEMO_PREDICT=docker, through the built image, as `make demo-docker` does),
 # evaluate with the 2021 metrics, print the tables and draw pictures.
 #
-# env: BIN (.venv/bin), DEMO (demo), TRAIN_CASES (16), HELD_OUT (10), EPOCHS (the recipe's
-#      12), CONFIG (tiny), TUNE_ARGS, DEMO_PREDICT (entrypoint | docker), IMAGE, BASE_IMAGE
-#      (for docker)
+# env: BIN (.venv/bin), DEMO (demo), TRAIN_CASES (32), HELD_OUT (10), TRAIN_SEED (1),
+#      HELD_OUT_SEED (1000), EPOCHS (the recipe's 6), CONFIG (tiny), TUNE_ARGS,
+#      DEMO_PREDICT (entrypoint | docker), IMAGE, BASE_IMAGE (for docker)
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 DEMO=${DEMO:-demo}
-TRAIN_CASES=${TRAIN_CASES:-16}
+TRAIN_CASES=${TRAIN_CASES:-32}
 HELD_OUT=${HELD_OUT:-10}
+# Held-out cases come from a synth seed the training never saw, numbered after the training
+# cases (case i of a seed depends only on (seed, i), so the ids never collide either).
+TRAIN_SEED=${TRAIN_SEED:-1}
+HELD_OUT_SEED=${HELD_OUT_SEED:-1000}
 DEMO_PREDICT=${DEMO_PREDICT:-entrypoint}
 IMAGE=${IMAGE:-bratskit:demo}
 SHAPE=(96 96 64)
@@ -24,8 +28,9 @@ step() { printf '\n== [%2d:%02d] %s\n' $(((SECONDS - start) / 60)) $(((SECONDS -
 rm -rf "$DEMO" && mkdir -p "$DEMO"
 
 step "1/8 synthesise $TRAIN_CASES training and $HELD_OUT held-out cases (2021 layout, ${SHAPE[*]})"
-bratskit synth "$DEMO/train" --cases "$TRAIN_CASES" --seed 1 --shape "${SHAPE[@]}" 2>/dev/null
-bratskit synth "$DEMO/held-out" --cases "$HELD_OUT" --seed 1 --first "$TRAIN_CASES" \
+bratskit synth "$DEMO/train" --cases "$TRAIN_CASES" --seed "$TRAIN_SEED" --shape "${SHAPE[@]}" \
+    2>/dev/null
+bratskit synth "$DEMO/held-out" --cases "$HELD_OUT" --seed "$HELD_OUT_SEED" --first "$TRAIN_CASES" \
     --shape "${SHAPE[@]}" 2>/dev/null
 bratskit validate "$DEMO/train" | tail -1
 
