@@ -101,3 +101,8 @@ def real_inputs(real_data, tmp_path):
             flat / f"TCGA-FG-6692_{name}.nii.gz",
         )
     return gli, flat
+
+
+def threshold_segmenter(image_cdhw):
+    """A stand-in for the network in runner tests: labels bright FLAIR as edema (label 2)."""
+    return (image_cdhw[MODALITIES.index("t2f")] > 900).astype(np.uint8) * 2

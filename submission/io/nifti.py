@@ -134,10 +134,11 @@ def write_label_map(seg_dhw: np.ndarray, grid: Grid, path: Path) -> Path:
     # ".<id>.nii.gz.<pid>.partial" ran over that for ids of 234 characters and more.
     tmp = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
-        # Pass the file object so nibabel does not infer gzip from the temporary name.
+        # Pass the file object so nibabel does not infer gzip from the temporary name; no
+        # time stamp in the gzip header, so the same labels always give the same bytes.
         with (
             open(tmp, "wb") as fh,
-            gzip.GzipFile(filename="", fileobj=fh, mode="wb", compresslevel=1) as gz,
+            gzip.GzipFile(filename="", fileobj=fh, mode="wb", compresslevel=1, mtime=0) as gz,
         ):
             gz.write(img.to_bytes())
         os.replace(tmp, path)

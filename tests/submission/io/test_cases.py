@@ -17,7 +17,14 @@ from submission.io.cases import (
     load_case,
 )
 from submission.predict.runner import run_cases
-from tests.conftest import LPS_SMALL, SMALL_SHAPE, small_image, write_case, write_nifti
+from tests.conftest import (
+    LPS_SMALL,
+    SMALL_SHAPE,
+    small_image,
+    threshold_segmenter,
+    write_case,
+    write_nifti,
+)
 
 
 def test_2021_flat_single_case(case_factory):
@@ -75,11 +82,6 @@ def test_real_2023_case_loads(real_data):
 
 
 # --- bad input: each problem gives a clear message, the other cases still get outputs ------
-
-
-def _threshold_segmenter(image):
-    """A stand-in for the network: labels bright FLAIR as edema (label 2)."""
-    return (image[MODALITIES.index("t2f")] > 900).astype(np.uint8) * 2
 
 
 def _break_missing(folder, cid):
@@ -159,7 +161,7 @@ def test_bad_case_is_reported_and_others_still_written(problem, case_factory, tm
     breaker, message = BREAKERS[problem]
     breaker(root / bad, bad)
     out = tmp_path / "out"
-    report = run_cases(root, out, _threshold_segmenter)
+    report = run_cases(root, out, threshold_segmenter)
     assert sorted(report.written) == [good, "BraTS2021_00003"]
     assert list(report.failed) == [bad] and message in report.failed[bad]
     # only the good cases' outputs, nothing partial or temporary
@@ -170,7 +172,7 @@ def test_bad_case_is_reported_and_others_still_written(problem, case_factory, tm
 def test_case_ids_with_spaces_or_separators_are_rejected(bad_id, case_factory, tmp_path):
     root = case_factory("2021-folders", ["BraTS2021_00001"])
     write_case(root if "\\" in bad_id else root / bad_id, bad_id)
-    report = run_cases(root, tmp_path / "out", _threshold_segmenter)
+    report = run_cases(root, tmp_path / "out", threshold_segmenter)
     assert report.written == ["BraTS2021_00001"]
     assert "no spaces or path separators" in report.failed[bad_id]
 
@@ -178,7 +180,7 @@ def test_case_ids_with_spaces_or_separators_are_rejected(bad_id, case_factory, t
 def test_empty_input_folder_is_an_input_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no BraTS case"):
-        run_cases(tmp_path / "empty", tmp_path / "out", _threshold_segmenter)
+        run_cases(tmp_path / "empty", tmp_path / "out", threshold_segmenter)
 
 
 def test_missing_input_folder_is_an_input_error(tmp_path):

@@ -17,9 +17,6 @@ from submission.io.nifti import (
     read_nifti,
     write_label_map,
 )
-from submission.predict.runner import run_cases
-from tests.conftest import LPS_SMALL
-from tests.submission.io.test_cases import _threshold_segmenter
 
 #: An oblique, anisotropic grid: 1.2 x 0.9 x 2.5 mm voxels, rotated about the z axis.
 _C, _S = np.cos(0.3), np.sin(0.3)
@@ -84,19 +81,6 @@ def test_write_is_uint8_even_from_wider_integers_and_world_readable(tmp_path):
     assert oct(stat.S_IMODE(out.stat().st_mode)) == "0o644"
     with gzip.open(out) as fh:  # really gzip, whatever the temporary name was
         assert len(fh.read()) > 348
-
-
-def test_output_is_uint8_on_input_grid(case_factory, tmp_path):
-    # the runner writes every case through write_label_map
-    root = case_factory("2021-flat", ["BraTS2021_00042"])
-    run_cases(root, tmp_path / "out", _threshold_segmenter)
-    img = nib.load(tmp_path / "out" / "BraTS2021_00042.nii.gz")
-    assert img.get_data_dtype() == np.uint8 and img.shape == (32, 32, 24)
-    np.testing.assert_allclose(img.affine, LPS_SMALL)
-    assert img.header.get_qform(coded=True)[1] == 2 and img.header.get_sform(coded=True)[1] == 1
-    assert (
-        oct(stat.S_IMODE((tmp_path / "out" / "BraTS2021_00042.nii.gz").stat().st_mode)) == "0o644"
-    )
 
 
 def test_a_failed_write_leaves_no_file_behind(tmp_path):

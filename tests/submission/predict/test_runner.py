@@ -13,14 +13,9 @@ import pytest
 from submission.brats import MODALITIES
 from submission.io.nifti import read_label_map
 from submission.predict.runner import CaseOutput, OutputError, case_line, run_cases
-from tests.conftest import LPS_SMALL, small_image, write_case
+from tests.conftest import LPS_SMALL, small_image, threshold_segmenter, write_case
 
 IDS = ("BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003")
-
-
-def threshold_segmenter(image):
-    """A stand-in for the network: labels bright FLAIR as edema (label 2)."""
-    return (image[MODALITIES.index("t2f")] > 900).astype(np.uint8) * 2
 
 
 class ThresholdPipeline:
