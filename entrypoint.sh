@@ -14,7 +14,9 @@
 # Exit codes are bratskit's (submission/exit_codes.py, the README's table), for predict:
 # 0 every case written; 1 some case failed (the others are written, each failure named on
 # stderr); 2 bad flag or value; 3 input, output or bundle unusable (missing, empty, not
-# writable, altered); 4 no backend can run the bundle (or the sub-command is unavailable).
+# writable, altered, in use by another run); 4 no backend can run the bundle (or the
+# sub-command is unavailable); 130 SIGINT; 143 SIGTERM (`docker stop`): the write in progress
+# is finished, nothing temporary is left (python is exec'd, so it gets the signal itself).
 set -euo pipefail
 
 BUNDLE="${BRATSKIT_BUNDLE:-/opt/bratskit/bundle}"

@@ -25,6 +25,8 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INPUT",
     "EXIT_OK",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "MEANINGS",
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+#: A run stopped by a signal: 128 + the signal's number, the shell's convention
+#: (``submission.predict.interruption``).
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 #: What each exit code means, the same for every command (the README's table, word for word).
 MEANINGS: dict[int, str] = {
@@ -52,6 +57,11 @@ MEANINGS: dict[int, str] = {
     EXIT_UNAVAILABLE: (
         "the sub-command is not available in this installation or version, or no backend "
         "can run the bundle here (e.g. `--device cuda` without a GPU)"
+    ),
+    EXIT_SIGINT: "interrupted by SIGINT (Ctrl-C); as 143",
+    EXIT_SIGTERM: (
+        "interrupted by SIGTERM (`docker stop`, a time-out): the write in progress was "
+        "finished, nothing temporary is left, the cases not reached have no new output"
     ),
 }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from submission.cli.types import SCHEME_CHOICE, dir_path, file_path, runtime_options
+from submission.cli.types import SCHEME_CHOICE, any_path, dir_path, file_path, runtime_options
 from submission.exit_codes import EXIT_FAILED, EXIT_OK, BadValueError, exit_on_error
 from submission.predict.options import ENSEMBLE_METHODS, ET_REPLACEMENTS
 
@@ -42,9 +42,9 @@ def bundle_command(
 
 
 @click.command()
-@click.option("--input", "input_dir", required=True, type=dir_path, help="Input cases.")
-@click.option("--output", "output_dir", required=True, type=dir_path, help="Where <id>.nii.gz go.")
-@click.option("--bundle", required=True, type=dir_path, help="Model bundle folder.")
+@click.option("--input", "input_dir", required=True, type=any_path, help="Input cases.")
+@click.option("--output", "output_dir", required=True, type=any_path, help="Where <id>.nii.gz go.")
+@click.option("--bundle", required=True, type=any_path, help="Model bundle folder.")
 @click.option("--ensemble", type=click.Choice(ENSEMBLE_METHODS), help="[bundle's choice]")
 @click.option("--top-k", type=click.IntRange(1), help="Members averaged by confidence [N/2].")
 @click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
@@ -61,6 +61,11 @@ def bundle_command(
 @runtime_options(precision=True)
 @click.option("--sequential", is_flag=True, help="Do not overlap reading and writing with compute.")
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep outputs that are valid and newer than their case's inputs; predict the rest.",
+)
+@click.option(
     "--parameters",
     "parameters_file",
     type=file_path,
@@ -76,19 +81,33 @@ def predict(
     parameters_file: Path | None,
     **flags,
 ) -> None:
-    """Segment every case of INPUT into OUTPUT with a bundle (the container's job)."""
+    """Segment every case of INPUT into OUTPUT with a bundle (the container's job).
+
+    SIGTERM (``docker stop``) or SIGINT ends it with 143 or 130: the write in progress is
+    finished, nothing temporary is left, and the cases not reached have no new output.
+    """
     from submission.io.parameters import flag_values
     from submission.predict.engine import Engine
+    from submission.predict.interruption import Interrupted, interruptible
     from submission.predict.options import PredictOptions, RuntimeOptions
     from submission.predict.runner import run_cases
 
     if parameters_file is not None:
         flags.update(flag_values(ctx, parameters_file, flags))
     runtime = RuntimeOptions(*(flags.pop(k) for k in ("backend", "device", "precision", "threads")))
-    sequential = flags.pop("sequential")
+    run = {"overlap_io": not flags.pop("sequential"), "resume": flags.pop("resume")}
     flags["max_memory_gb"] = flags.pop("max_memory")
-    engine = Engine(bundle, PredictOptions(**flags), runtime)
-    report = run_cases(input_dir, output_dir, engine, overlap_io=not sequential)
+    with interruptible():
+        try:
+            engine = Engine(bundle, PredictOptions(**flags), runtime)
+            report = run_cases(input_dir, output_dir, engine, **run)
+        except Interrupted as stop:
+            click.echo(
+                f"{stop}: {len(stop.written)} case(s) written to {output_dir}, "
+                f"{len(stop.left)} not reached (no new output); exit {stop.exit_code}",
+                err=True,
+            )
+            sys.exit(stop.exit_code)
     click.echo(report.summary(output_dir))
     for case_id, problem in sorted(report.failed.items()):
         click.echo(f"FAILED {case_id}: {problem}", err=True)

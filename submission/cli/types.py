@@ -15,6 +15,8 @@ SCHEME_CHOICE = click.Choice(list(SCHEMES))
 # library's message, not a usage error.
 dir_path = click.Path(file_okay=False, path_type=Path)
 file_path = click.Path(dir_okay=False, path_type=Path)
+# A folder the command checks itself, so that a file given for it is unusable (exit 3) too.
+any_path = click.Path(path_type=Path)
 
 
 def runtime_options(precision: bool) -> Callable[[Callable], Callable]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,9 +26,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from submission.brats import prediction_filename
-from submission.exit_codes import UnusableError
 from submission.io.cases import Case, CaseError, discover_cases, load_case
 from submission.io.nifti import Grid, write_label_map
+from submission.predict.interruption import Interrupted
+from submission.predict.output_folder import (
+    OutputLock,
+    check_folders,
+    check_writable,
+    prepare,
+    remove_stale_temporaries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +86,13 @@ class _FunctionPipeline:
         return CaseOutput(np.asarray(self._segment(prepared)))
 
 
-class OutputError(OSError, UnusableError):
-    """The output folder cannot be used; nothing was written."""
-
-
 @dataclass
 class RunReport:
-    """What a run did: case ids written, and failed case ids with their reason."""
+    """What a run did: case ids written, kept (``--resume``), and failed with their reason."""
 
     written: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -105,47 +108,45 @@ class RunReport:
         n = len(self.written) + len(self.failed)
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         mean = sum(self.seconds.values()) / max(len(self.seconds), 1)
+        kept = f"; {len(self.kept)} more kept from an earlier run (--resume)" if self.kept else ""
         return (
             f"{len(self.written)} of {n} cases written to {output_dir} in "
-            f"{self.wall_seconds:.1f} s ({mean:.1f} s per case), peak RSS {peak_gb:.2f} GB"
+            f"{self.wall_seconds:.1f} s ({mean:.1f} s per case), peak RSS {peak_gb:.2f} GB{kept}"
         )
 
 
-def check_output_folder(output_dir: Path) -> None:
-    """Create ``output_dir`` if needed and prove it is writable with a probe file that
-    does not end in ``.nii.gz`` (removed at once).
-
-    Raises:
-        OutputError: it cannot be created or written.
-    """
-    output_dir = Path(output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".bratskit-write-test-", dir=output_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(
-            f"output folder {output_dir} is not writable ({exc.strerror or exc}); "
-            "mount it read-write and writable by the container's user"
-        ) from None
-
-
 def run_cases(
-    input_dir: Path, output_dir: Path, segment: Segmenter | Pipeline, overlap_io: bool = True
+    input_dir: Path,
+    output_dir: Path,
+    segment: Segmenter | Pipeline,
+    overlap_io: bool = True,
+    resume: bool = False,
 ) -> RunReport:
     """Segment every case of ``input_dir`` into ``output_dir``.
 
+    The output folder is locked for the run (:class:`OutputLock`) and cleaned of stale
+    temporary files first; its existing contents are warned about
+    (:func:`submission.predict.output_folder.prepare`).
+
     Args:
-        segment: a :data:`Segmenter` function or a :class:`Pipeline`.
+        segment: a :data:`Segmenter` function or a :class:`Pipeline`; a pipeline's
+            ``scheme`` attribute, when it has one, is the label scheme ``resume`` checks.
         overlap_io: read the next case and write the previous one in background
             threads while a case is segmented.
+        resume: keep the outputs that exist, are valid and are newer than their case's
+            inputs, and predict only the other cases.
 
     Raises:
         InputError: no case found, or the input folder is missing.
-        OutputError: the output folder is not writable.
+        OutputError: the output folder is a file, the input, not writable, in use by
+            another run, or without room for the outputs.
+        Interrupted: SIGTERM or SIGINT under
+            :func:`submission.predict.interruption.interruptible`; the write in progress
+            was finished, nothing temporary is left, and the exception lists the cases
+            written and left.
     """
-    check_output_folder(output_dir)
+    check_folders(input_dir, output_dir)
+    check_writable(output_dir)
     pipeline = segment if hasattr(segment, "prepare") else _FunctionPipeline(segment)
     found = discover_cases(input_dir)
     for warning in found.warnings:
@@ -154,27 +155,19 @@ def run_cases(
     for error in found.errors:
         log.error("FAILED %s", error)
         report.failed[error.case_id] = error.problem
-    start = time.perf_counter()
-    workers = 1 if overlap_io else 0
-    with (
-        _Executor(workers, "bratskit-read") as reader,
-        _Executor(workers, "bratskit-write") as writer,
-    ):
-        pending: list[tuple[Case, CaseOutput, float, Future]] = []
-        cases = list(found.cases)
-        ahead = reader.submit(_prepare, pipeline, cases[0]) if cases else None
-        for i, case in enumerate(cases):
-            loaded = ahead
-            ahead = reader.submit(_prepare, pipeline, cases[i + 1]) if i + 1 < len(cases) else None
-            segmented = _segment(case, pipeline, loaded, report)
-            if segmented is not None:
-                out, seconds = segmented
-                path = Path(output_dir) / prediction_filename(case.case_id)
-                pending.append((case, out, seconds, writer.submit(_write, out, path)))
-            pending = _finish(pending, report, wait=False)
-        _finish(pending, report, wait=True)
+    with OutputLock(output_dir):
+        folder = prepare(
+            input_dir, output_dir, found.cases, getattr(pipeline, "scheme", None), resume
+        )
+        for warning in folder.warnings(Path(output_dir)):
+            log.warning(warning)
+        report.kept = folder.kept
+        cases = [c for c in found.cases if c.case_id not in set(folder.kept)]
+        try:
+            _run(cases, Path(output_dir), pipeline, overlap_io, report)
+        finally:
+            remove_stale_temporaries(output_dir, pid=os.getpid())
     _remove_stale_outputs(Path(output_dir), report)
-    report.wall_seconds = time.perf_counter() - start
     log.info(
         "%d of %d cases written in %.1f s%s",
         len(report.written),
@@ -183,6 +176,44 @@ def run_cases(
         f"; failed: {', '.join(sorted(report.failed))}" if report.failed else "",
     )
     return report
+
+
+def _run(
+    cases: list[Case], output_dir: Path, pipeline: Pipeline, overlap_io: bool, report: RunReport
+) -> None:
+    """The loop over ``cases``, reading ahead and writing behind; on :class:`Interrupted`
+    it drops the reads to come and the writes not begun, finishes the write in progress
+    and re-raises with the cases written and left."""
+    start = time.perf_counter()
+    workers = 1 if overlap_io else 0
+    with (
+        _Executor(workers, "bratskit-read") as reader,
+        _Executor(workers, "bratskit-write") as writer,
+    ):
+        pending: list[tuple[Case, CaseOutput, float, Future]] = []
+        try:
+            ahead = reader.submit(_prepare, pipeline, cases[0]) if cases else None
+            for i, case in enumerate(cases):
+                loaded = ahead
+                ahead = None
+                if i + 1 < len(cases):
+                    ahead = reader.submit(_prepare, pipeline, cases[i + 1])
+                segmented = _segment(case, pipeline, loaded, report)
+                if segmented is not None:
+                    out, seconds = segmented
+                    path = output_dir / prediction_filename(case.case_id)
+                    pending.append((case, out, seconds, writer.submit(_write, out, path)))
+                pending = _finish(pending, report, wait=False)
+            _finish(pending, report, wait=True)
+        except Interrupted as stop:
+            reader.shutdown(wait=False, cancel_futures=True)
+            writer.shutdown(wait=True, cancel_futures=True)
+            _finish([p for p in pending if not p[3].cancelled()], report, wait=True)
+            stop.written = list(report.written)
+            stop.left = [c.case_id for c in cases if c.case_id not in set(report.written)]
+            raise
+        finally:
+            report.wall_seconds = time.perf_counter() - start
 
 
 def _remove_stale_outputs(output_dir: Path, report: RunReport) -> None:
@@ -213,8 +244,8 @@ class _Executor(ThreadPoolExecutor):
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # handed to the caller through the future
-            future.set_exception(exc)
+        except Exception as exc:  # handed to the caller through the future, as a thread's
+            future.set_exception(exc)  # (an Interrupted, a BaseException, goes up at once)
         return future
 
 

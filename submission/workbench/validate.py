@@ -10,18 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from submission.brats import LabelScheme, get_scheme, parse_filename, prediction_filename
-from submission.io.cases import (
-    AFFINE_TOLERANCE,
-    CaseError,
-    InputError,
-    discover_cases,
-    load_case,
-    read_case_grid,
-)
-from submission.io.nifti import Grid, NiftiError, read_label_map
+from submission.brats import get_scheme, parse_filename, prediction_filename
+from submission.io.cases import CaseError, InputError, discover_cases, load_case, read_case_grid
+from submission.io.label_maps import check_label_file, older_than_inputs
+from submission.io.nifti import Grid
 
 
 @dataclass(frozen=True)
@@ -85,45 +77,6 @@ def validate_input(input_dir: Path) -> Report:
     return report
 
 
-def check_label_file(path: Path, scheme: LabelScheme, grid: Grid | None = None) -> list[str]:
-    """Problems of one output label map; an empty list when it is valid.
-
-    Args:
-        path: the ``.nii.gz`` file.
-        scheme: label scheme its values must belong to.
-        grid: the input case's grid; None skips the shape and affine checks.
-    """
-    try:
-        seg, out_grid = read_label_map(path)
-    except NiftiError as exc:
-        return [str(exc).removeprefix(f"{path}: ")]
-    problems = []
-    values = np.unique(seg)
-    bad = sorted(set(values.tolist()) - scheme.valid_labels)
-    if bad:
-        problems.append(
-            f"labels {bad} are not in the {scheme.name} scheme "
-            f"(valid: {sorted(scheme.valid_labels)}); is --labels right?"
-        )
-    if grid is not None:
-        if out_grid.shape != grid.shape:
-            problems.append(f"shape {out_grid.shape} differs from the input's {grid.shape}")
-        # Like with like: the input's qform and sform may differ (nibabel's affine is then
-        # the sform), and an output carrying the input's header has both.
-        for name in ("qform", "sform"):
-            matrix, code = getattr(out_grid.header, f"get_{name}")(coded=True)
-            expected, expected_code = getattr(grid.header, f"get_{name}")(coded=True)
-            if not code:
-                continue
-            if not expected_code:
-                expected = grid.affine
-            if not np.allclose(matrix, expected, atol=AFFINE_TOLERANCE):
-                problems.append(f"{name} differs from the input's; copy the input header")
-        if not np.allclose(out_grid.affine, grid.affine, atol=AFFINE_TOLERANCE):
-            problems.append("affine differs from the input's (lost or identity affine?)")
-    return list(dict.fromkeys(problems))
-
-
 def _unexpected(name: str, expected: set[str]) -> str:
     parsed = parse_filename(name)
     stem = name.removesuffix(".nii.gz")
@@ -163,7 +116,7 @@ def validate_output(input_dir: Path, output_dir: Path, labels: str = "2021") -> 
             continue
         if grids[case_id] is None:
             report.warnings.append(f"{name}: input case {case_id} is unusable; grid not checked")
-        elif path.stat().st_mtime < max(f.stat().st_mtime for f in cases[case_id].files.values()):
+        elif older_than_inputs(path, cases[case_id]):
             report.warnings.append(
                 f"{name} is older than case {case_id}'s input files: a prediction of an "
                 "earlier version of the case? predict it again"

@@ -35,7 +35,7 @@ from submission.io.cases import (
     load_case,
 )
 from submission.io.nifti import Grid, read_label_map
-from submission.predict.runner import OutputError
+from submission.predict.output_folder import OutputError
 
 __all__ = [
     "FIGSIZE_IN",

@@ -5,6 +5,7 @@ through the real command."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from submission.exit_codes import (
     EXIT_CODE_OF,
     EXIT_FAILED,
     EXIT_INPUT,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     MEANINGS,
@@ -33,7 +36,8 @@ from submission.io.nifti import NiftiError
 from submission.io.parameters import ParametersError
 from submission.predict.backends import BackendError
 from submission.predict.bundle import BundleError
-from submission.predict.runner import OutputError
+from submission.predict.interruption import Interrupted
+from submission.predict.output_folder import OutputError
 from submission.workbench.tuning import TuningError
 from submission.workbench.view import CaseChoiceError, ViewError
 
@@ -62,7 +66,7 @@ def test_entrypoint_names_every_code_in_order_and_its_owner():
     start = next(i for i, line in enumerate(lines) if line.startswith("# Exit codes are"))
     comment = " ".join(line.lstrip("# ") for line in lines[start:] if line.startswith("#"))
     assert "submission/exit_codes.py" in comment
-    assert [int(c) for c in re.findall(r"(?:: |; )(\d) ", comment)] == list(MEANINGS)
+    assert [int(c) for c in re.findall(r"(?:: |; )(\d+) ", comment)] == list(MEANINGS)
 
 
 def test_help_lists_every_code_with_its_meaning():
@@ -96,7 +100,9 @@ def test_the_categories_have_the_readme_codes():
         UnusableError: EXIT_INPUT,
         UnavailableError: EXIT_UNAVAILABLE,
     } == EXIT_CODE_OF
-    assert set(EXIT_CODE_OF.values()) == set(MEANINGS) - {0}
+    assert set(EXIT_CODE_OF.values()) == set(MEANINGS) - {0, EXIT_SIGINT, EXIT_SIGTERM}
+    assert (EXIT_SIGINT, EXIT_SIGTERM) == (128 + signal.SIGINT, 128 + signal.SIGTERM)
+    assert Interrupted(signal.SIGTERM).exit_code == EXIT_SIGTERM
 
 
 @pytest.mark.parametrize(

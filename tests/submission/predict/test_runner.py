@@ -12,7 +12,8 @@ import pytest
 
 from submission.brats import MODALITIES
 from submission.io.nifti import read_label_map
-from submission.predict.runner import CaseOutput, OutputError, case_line, run_cases
+from submission.predict.output_folder import OutputError
+from submission.predict.runner import CaseOutput, case_line, run_cases
 from tests.conftest import LPS_SMALL, small_image, threshold_segmenter, write_case
 
 IDS = ("BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003")
@@ -96,11 +97,15 @@ def test_a_failed_write_fails_only_that_case(case_factory, tmp_path):
 
 
 def test_unwritable_output_folder(case_factory, tmp_path):
-    # A regular file where the output folder should be cannot be written, even by root.
-    out = tmp_path / "out"
-    out.write_text("")
+    # A folder under a regular file cannot be created, even by root; the file is untouched.
+    blocker = tmp_path / "out"
+    blocker.write_text("keep")
     with pytest.raises(OutputError, match="not writable"):
-        run_cases(case_factory(), out, threshold_segmenter)
+        run_cases(case_factory(), blocker / "sub", threshold_segmenter)
+    # A regular file given as the output folder is named as such.
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        run_cases(case_factory(), blocker, threshold_segmenter)
+    assert blocker.read_text() == "keep"
 
 
 def test_output_is_uint8_on_input_grid(case_factory, tmp_path):
