@@ -232,7 +232,8 @@ def read_manifest(bundle_dir: Path) -> Manifest:
     """
     path = Path(bundle_dir) / MANIFEST
     if not Path(bundle_dir).is_dir():
-        raise BundleError(f"bundle folder {bundle_dir} does not exist")
+        problem = "is not a folder" if Path(bundle_dir).exists() else "does not exist"
+        raise BundleError(f"bundle folder {bundle_dir} {problem}")
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:

@@ -172,8 +172,8 @@ def _holder(folder: Path) -> str:
         if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
             pid = parts[4]
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
-                return f"process {pid}: {cmd.decode(errors='replace')[:200]}"
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                return f"process {pid}: {' '.join(cmd.replace(chr(0), ' ').split())[:200]}"
             except OSError:
                 return f"process {pid}, in another container or namespace"
     return "holder in another container or namespace"

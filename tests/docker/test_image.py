@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -204,3 +205,38 @@ def test_other_sub_commands_reach_bratskit(image, case_factory):
     proc = run_image(image, "validate", "/input", input_dir=inp)
     assert proc.returncode == 0, logs(proc)
     assert "1 valid, 0 invalid" in proc.stdout
+
+
+def test_docker_stop_mid_run_exits_143_and_leaves_no_temporary_file(image, tmp_path):
+    """``docker stop`` sends SIGTERM to the entrypoint's exec'd python (PID 1, which would
+    ignore a signal it has no handler for): it must end with 143 well within the grace
+    period, every output present complete and nothing temporary left (issue 13, failure 1)."""
+    ids = [f"BraTS2021_{i:05d}" for i in range(12)]
+    image_cdhw = np.zeros((4, 240, 240, 155), dtype=np.int16)
+    image_cdhw[:, 60:180, 50:190, 30:125] = np.arange(4, dtype=np.int16)[:, None, None, None] * 300
+    inp = tmp_path / "in"
+    for case_id in ids:
+        for i, m in enumerate(MODALITIES):
+            write_nifti(inp / case_id / modality_filename(case_id, m, "2021"), image_cdhw[i])
+    out = output_folder(tmp_path / "out")
+    name = f"bratskit-stop-{tmp_path.name}"
+    cmd = ["docker", "run", "-d", "--name", name, "--network", "none", "--user", RUN_USER]
+    cmd += ["-v", f"{inp}:/input:ro", "-v", f"{out}:/output", image.tag]
+    subprocess.run(cmd, check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(out.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop = subprocess.run(["docker", "stop", "-t", "20", name], capture_output=True)
+        assert stop.returncode == 0, stop.stderr
+        code = int(subprocess.run(["docker", "wait", name], capture_output=True).stdout)
+        log = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    assert code == 143, log.stdout[-3000:] + log.stderr[-3000:]  # not 137: no SIGKILL needed
+    assert "SIGTERM: stopping" in log.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert all(n.endswith(".nii.gz") and not n.startswith(".") for n in names), names
+    assert 0 < len(names) < len(ids)
+    for n in names:
+        assert nib.load(out / n).get_fdata().shape == (240, 240, 155)  # complete files

@@ -114,3 +114,27 @@ def test_python_m_submission_is_the_whole_bratskit_command():
     ]
     result = bratskit("view")
     assert result.returncode == 2 and "Usage: bratskit view [OPTIONS] CASE" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--input", "not a folder"),
+        ("--output", "is a file, not a folder"),
+        ("--bundle", "not a folder"),
+    ],
+)
+def test_a_file_given_for_a_predict_folder_exits_3_naming_it(flag, message, case_factory, tmp_path):
+    from tests.submission.predict.onnx_bundles import channel_bundle
+
+    folders = {
+        "--input": case_factory(),
+        "--output": tmp_path / "out",
+        "--bundle": channel_bundle(tmp_path / "bundle"),
+    }
+    folders[flag] = tmp_path / "a-file"
+    folders[flag].write_text("keep")
+    result = bratskit("predict", *(str(x) for pair in folders.items() for x in pair))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert str(folders[flag]) in result.stderr and message in result.stderr
+    assert folders[flag].read_text() == "keep"
