@@ -102,11 +102,13 @@ def predict(
             engine = Engine(bundle, PredictOptions(**flags), runtime)
             report = run_cases(input_dir, output_dir, engine, **run)
         except Interrupted as stop:
-            click.echo(
-                f"{stop}: {len(stop.written)} case(s) written to {output_dir}, "
-                f"{len(stop.left)} not reached (no new output); exit {stop.exit_code}",
-                err=True,
+            done = (
+                f"{len(stop.written)} case(s) written to {output_dir}, {len(stop.left)} not "
+                "reached (no new output)"
+                if stop.written or stop.left
+                else "before any case"
             )
+            click.echo(f"{stop}: {done}; exit {stop.exit_code}", err=True)
             sys.exit(stop.exit_code)
     click.echo(report.summary(output_dir))
     for case_id, problem in sorted(report.failed.items()):

@@ -250,8 +250,8 @@ def prepare(
             folder.kept.append(case.case_id)
         else:
             folder.existing.append(case.case_id)
-    todo = [c for c in cases if c.case_id not in set(folder.kept)]
-    check_free_space(output_dir, todo)
+    kept = set(folder.kept)
+    check_free_space(output_dir, [c for c in cases if c.case_id not in kept])
     return folder
 
 

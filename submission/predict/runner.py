@@ -162,7 +162,8 @@ def run_cases(
         for warning in folder.warnings(Path(output_dir)):
             log.warning(warning)
         report.kept = folder.kept
-        cases = [c for c in found.cases if c.case_id not in set(folder.kept)]
+        kept = set(folder.kept)
+        cases = [c for c in found.cases if c.case_id not in kept]
         try:
             _run(cases, Path(output_dir), pipeline, overlap_io, report)
         finally:
