@@ -129,3 +129,30 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(brats_sized_input, tmp_pa
     warnings = " ".join(r.getMessage() for r in caplog.records)
     assert "removed 2 temporary file(s) of an interrupted run" in warnings
     assert left[0] in warnings and ".keep" in warnings
+
+
+def test_bratskit_predict_exits_143_on_sigterm_saying_what_it_wrote(brats_sized_input, tmp_path):
+    from tests.submission.predict.onnx_bundles import channel_bundle
+
+    out = tmp_path / "out"
+    bundle = channel_bundle(tmp_path / "bundle")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "submission", "predict", "--input", str(brats_sized_input)]
+        + ["--output", str(out), "--bundle", str(bundle)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 300
+    while not (out.is_dir() and os.listdir(out)) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 143, stderr[-3000:]
+    written = _outputs_are_complete(out)
+    assert 0 < len(written) < len(CASES)
+    assert (
+        f"interrupted by SIGTERM: {len(written)} case(s) written to {out}, "
+        f"{len(CASES) - len(written)} not reached (no new output); exit 143"
+    ) in stderr
