@@ -3,7 +3,8 @@
 An export that fails (or is interrupted) leaves no half-written bundle: the temporary
 folder is removed and ``--out`` is untouched. A non-empty ``--out`` is replaced only with
 ``force``; the old folder is moved aside first and deleted after the rename, so at every
-moment ``--out`` is either the old bundle or the complete new one.
+moment ``--out`` is either the old bundle or the complete new one. The finished bundle is
+readable by anyone (folders 0755, files 0644): a submission image's non-root user reads it.
 """
 
 from __future__ import annotations
@@ -54,10 +55,20 @@ def staged_folder(out: Path, force: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         check_output(out, force)
+        _make_readable(tmp)
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _make_readable(folder: Path) -> None:
+    """Folders 0755 and files 0644, whatever the umask: the temporary folder is created
+    0700, and a bundle baked into an image is read by an arbitrary non-root user."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from submission.cli.types import SCHEME_CHOICE, any_path, dir_path, file_path, runtime_options
+from submission.cli.types import (
+    SCHEME_CHOICE,
+    THRESHOLD,
+    any_path,
+    dir_path,
+    file_path,
+    runtime_options,
+)
 from submission.exit_codes import EXIT_FAILED, EXIT_OK, BadValueError, exit_on_error
 from submission.predict.options import ENSEMBLE_METHODS, ET_REPLACEMENTS
 
@@ -49,7 +56,7 @@ def bundle_command(
 @click.option("--top-k", type=click.IntRange(1), help="Members averaged by confidence [N/2].")
 @click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
 @click.option("--et-replace", type=click.Choice(ET_REPLACEMENTS), help="What small ET becomes.")
-@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), help="[0.5]")
+@click.option("--threshold", type=THRESHOLD, help="Probability, or WT=P,TC=P,ET=P [bundle's, 0.5].")
 @click.option("--labels", type=SCHEME_CHOICE, help="Label scheme written [bundle's].")
 @click.option("--tta", is_flag=True, help="Mirroring test-time augmentation (8 flips).")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), help="Sliding window.")

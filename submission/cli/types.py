@@ -9,6 +9,7 @@ import click
 
 from submission.brats import SCHEMES
 from submission.predict.backends import BACKENDS, DEVICES, PRECISIONS
+from submission.predict.options import MAX_THREADS, parse_threshold
 
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
 # Paths are not checked by click: a missing folder is an unusable folder (exit 3), with the
@@ -40,7 +41,9 @@ def runtime_options(precision: bool) -> Callable[[Callable], Callable]:
             )
         )
     options.append(
-        click.option("--threads", type=click.IntRange(1), help="CPU threads [all cores].")
+        click.option(
+            "--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads [all cores]."
+        )
     )
 
     def decorate(command: Callable) -> Callable:
@@ -49,3 +52,20 @@ def runtime_options(precision: bool) -> Callable[[Callable], Callable]:
         return command
 
     return decorate
+
+
+class _Threshold(click.ParamType):
+    """``--threshold``: :func:`~submission.predict.options.parse_threshold`'s two forms."""
+
+    name = "P|WT=P,TC=P,ET=P"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (float, dict)):
+            return value
+        try:
+            return parse_threshold(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+THRESHOLD = _Threshold()

@@ -7,6 +7,7 @@ a YAML mapping whose keys are ``bratskit predict`` options, with ``-`` or ``_``:
     ensemble: confidence
     top_k: 2
     et_threshold: 600
+    threshold: {WT: 0.3, TC: 0.5, ET: 0.4}     # or one number, or "WT=0.3,TC=0.5,ET=0.4"
     labels: "2023"
 
 Keys that are not ``predict`` options are logged and ignored: organisers' files may carry
@@ -79,8 +80,15 @@ def flag_values(ctx: click.Context, path: Path, flags: dict[str, Any]) -> dict[s
     for name, value in values.items():
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             continue
-        # YAML reads `labels: 2023` as a number: choices and ranges convert from text.
-        text = value if isinstance(value, bool) or value is None else str(value)
+        # YAML reads `labels: 2023` as a number: choices and ranges convert from text, and
+        # a mapping (`threshold: {WT: 0.4, TC: 0.5, ET: 0.5}`) is written as on the command
+        # line (`WT=0.4,TC=0.5,ET=0.5`).
+        if isinstance(value, bool) or value is None:
+            text = value
+        elif isinstance(value, dict):
+            text = ",".join(f"{key}={item}" for key, item in value.items())
+        else:
+            text = str(value)
         try:
             chosen[name] = params[name].type_cast_value(ctx, text)
         except click.BadParameter as exc:

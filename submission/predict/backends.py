@@ -33,6 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from submission.exit_codes import UnavailableError
+from submission.predict.bundle import BundleError
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,10 @@ def open_model(
     """Load one member file with ``backend`` on ``device`` at ``precision``.
 
     Raises:
-        BackendError: the backend is not installed or cannot use the device.
+        BackendError: the backend is not installed or cannot use the device (or cannot
+            load the file on a GPU, so that ``--device auto`` tries the CPU).
+        BundleError: the backend cannot load the file on the CPU (a file that matches its
+            sha256 but is no model: truncated or garbage when exported).
     """
     if backend not in _CLASSES:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -250,7 +254,25 @@ def open_model(
         raise BackendError(
             f"the {backend} backend needs the {package} package, which is not installed"
         )
-    return _CLASSES[backend](Path(path), device, precision, threads)
+    try:
+        return _CLASSES[backend](Path(path), device, precision, threads)
+    except (BackendError, DeviceOutOfMemory):
+        raise
+    except Exception as exc:  # each backend raises its own types for a file it cannot read
+        reason = _reason(exc)
+        if device != "cpu":
+            raise BackendError(f"{backend} cannot load {path} on {device}: {reason}") from exc
+        raise BundleError(
+            f"{backend} cannot load {path}: {reason}; the file matches its sha256, so it was "
+            "exported broken: re-export the bundle"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative line of a backend's error (OpenVINO's start with a C++ trace)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception from")] or lines
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def file_format(backend: str, precision: str) -> str:

@@ -33,7 +33,8 @@ at least one segmentation member.
 
 This module parses, checks, reads and writes manifests, verifies and copies the files
 they list, and describes a bundle; the runtime verifies every sha256 before use and
-refuses a manifest whose format or version it does not understand.
+refuses a manifest whose format or version it does not understand, or whose values have
+the wrong type or size (:mod:`submission.predict.manifest_schema`, checked first).
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS
 from submission.exit_codes import UnusableError
+from submission.predict.manifest_schema import SchemaError, check_manifest_data
 from submission.predict.members import (
     FILE_FORMATS,
     OUTPUT_KINDS,
@@ -184,10 +188,12 @@ def sha256_file(path: Path) -> str:
 
 
 def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
-    """Parse plain manifest data.
+    """Parse plain manifest data, after checking its shape
+    (:mod:`~submission.predict.manifest_schema`).
 
     Raises:
-        BundleError: not a bratskit manifest, an unknown format version, or a bad key.
+        BundleError: not a bratskit manifest, an unknown format version, or a bad key
+            (named: ``manifest.json: members[2].patch: ...``).
     """
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise BundleError(f"not a bratskit bundle manifest (format must be {FORMAT!r})")
@@ -198,21 +204,36 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
             f"(it reads version {FORMAT_VERSION}); re-export the bundle with this version"
         )
     try:
-        localization = raw.get("localization")
-        return Manifest(
-            members=tuple(member_from_dict(m) for m in raw["members"]),
-            label_scheme=str(raw["label_scheme"]),
-            channels=tuple(raw["channels"]),
-            preprocessing=Preprocessing(**raw["preprocessing"]),
-            localization=None if localization is None else tuple(localization["window"]),
-            recommended=Recommended(**raw.get("recommended", {})),
-            bratskit_version=str(raw.get("bratskit_version", "")),
-            created=str(raw.get("created", "")),
-        )
-    except BundleError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"invalid manifest: {type(exc).__name__}: {exc}") from None
+        check_manifest_data(raw)
+    except SchemaError as exc:
+        raise BundleError(str(exc)) from None
+    with _field("preprocessing"):
+        preprocessing = Preprocessing(**raw["preprocessing"])
+    members = []
+    for i, member in enumerate(raw["members"]):
+        with _field(f"members[{i}]"):
+            members.append(member_from_dict(member))
+    localization = raw.get("localization")
+    return Manifest(
+        members=tuple(members),
+        label_scheme=raw["label_scheme"],
+        channels=tuple(raw["channels"]),
+        preprocessing=preprocessing,
+        localization=None if localization is None else tuple(localization["window"]),
+        recommended=Recommended(**raw.get("recommended", {})),
+        bratskit_version=raw.get("bratskit_version", ""),
+        created=raw.get("created", ""),
+    )
+
+
+@contextmanager
+def _field(where: str) -> Iterator[None]:
+    """Report a value its class refuses (a crop policy, a file path) as a bundle error
+    naming the field."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"manifest.json: {where}: {exc}") from None
 
 
 def write_manifest(bundle_dir: Path, manifest: Manifest) -> Path:
@@ -263,14 +284,25 @@ def verify_file(bundle_dir: Path, member: Member, fmt: str) -> Path:
     """
     model_file = member.files[fmt]
     path = Path(bundle_dir) / model_file.path
-    if not path.is_file():
+    if not path.exists():
         raise BundleError(f"member {member.name}: {fmt} file {path} is missing")
+    if not path.is_file():
+        raise BundleError(
+            f"member {member.name}: {fmt} file {path} is not a file (a folder?); put the "
+            "exported file there, or re-export the bundle"
+        )
     if not path.resolve().is_relative_to(Path(bundle_dir).resolve()):
         raise BundleError(
             f"member {member.name}: {path} leads outside the bundle (a symlink to "
             f"{path.resolve()}); copy the file into the bundle"
         )
-    actual = sha256_file(path)
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        raise BundleError(
+            f"member {member.name}: cannot read {fmt} file {path}: {exc.strerror}; make it "
+            "readable by the user running bratskit, or re-export the bundle"
+        ) from None
     if actual != model_file.sha256:
         raise BundleError(
             f"member {member.name}: {path} has sha256 {actual[:12]}..., the manifest "

@@ -2,10 +2,12 @@
 and their checks, in one place.
 
 Every check of an ensemble method, top-k, ET minimum volume, ET replacement, probability
-threshold and sliding-window overlap is here and only here: the engine checks the options
-it resolves, the bundle checks its manifest's recommended values (as a
-:class:`~submission.predict.bundle.BundleError` naming the key), and the pure functions
-that use a value (:func:`~submission.predict.ensemble.ensemble`,
+threshold, sliding-window overlap and thread count is here and only here, and so is the
+one parser of a threshold written as text (:func:`parse_threshold`: ``--threshold`` and
+the parameters file). The engine checks the options it resolves, the bundle checks its
+manifest's recommended values (as a :class:`~submission.predict.bundle.BundleError`
+naming the key), and the pure functions that use a value
+(:func:`~submission.predict.ensemble.ensemble`,
 :func:`~submission.predict.postprocess.postprocess`,
 :func:`~submission.predict.sliding_window.window_starts`) check their arguments with the
 same functions. Each raises ``ValueError`` naming the bad value and the allowed ones.
@@ -64,6 +66,20 @@ def check_overlap(overlap: float) -> None:
         raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
 
 
+#: The most CPU threads a backend may be given: far above any machine's cores, far below
+#: the values a backend misreads (OpenVINO refuses 1e11 with an error about the file).
+MAX_THREADS = 4096
+
+
+def check_threads(threads: int | None) -> None:
+    """Raises ValueError unless ``threads`` is None (all cores) or an integer in
+    1..:data:`MAX_THREADS`."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS}, got {threads!r}")
+
+
 def check_thresholds(values: Sequence[float] | Mapping[str, float]) -> None:
     """Raises ValueError unless every probability threshold lies in [0, 1); the message
     lists the bad ones of a mapping, every value of a sequence."""
@@ -92,6 +108,37 @@ def region_thresholds(threshold: float | Mapping[str, float]) -> dict[str, float
         values = dict.fromkeys(TUMOUR_REGIONS, float(threshold))
     check_thresholds(values)
     return values
+
+
+def parse_threshold(text: str) -> float | dict[str, float]:
+    """A threshold as the command line and the parameters file spell it: one probability
+    for every region (``0.4``) or one for each of WT, TC and ET (``WT=0.4,TC=0.5,ET=0.5``,
+    in any order, region names in any case).
+
+    Raises:
+        ValueError: neither form, a region twice, not all three regions, or a value
+            outside [0, 1).
+    """
+    text = str(text).strip()
+    form = "a probability like 0.4, or one per region like WT=0.4,TC=0.5,ET=0.5"
+    if "=" not in text:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"threshold {text!r} is not {form}") from None
+        check_thresholds([value])
+        return value
+    values: dict[str, float] = {}
+    for item in text.split(","):
+        region, _, number = (part.strip() for part in item.partition("="))
+        region = region.upper()
+        if region in values:
+            raise ValueError(f"threshold {text!r} gives {region} twice")
+        try:
+            values[region] = float(number)
+        except ValueError:
+            raise ValueError(f"threshold {text!r}: {item.strip()!r} is not {form}") from None
+    return region_thresholds(values)
 
 
 def check_option(name: str, value: Any, fewest_members: int) -> None:
@@ -181,3 +228,6 @@ class RuntimeOptions:
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        check_threads(self.threads)

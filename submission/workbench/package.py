@@ -37,7 +37,8 @@ def package_predictions(
     ``zip_path`` with every prediction at the archive's root.
 
     The archive is written under a temporary name and renamed, and must lie outside the
-    output folder (it would otherwise become an unexpected file there).
+    output folder (it would otherwise become an unexpected file there). A symbolic link
+    in the output folder is an invalid entry, never followed into the archive.
     """
     output_dir, zip_path = Path(output_dir).resolve(), Path(zip_path).resolve()
     if not output_dir.is_dir():
@@ -48,6 +49,7 @@ def package_predictions(
         report = validate_predictions(output_dir, labels)
     else:
         report = validate_output(input_dir, output_dir, labels)
+    _refuse_links(report, output_dir)
     if not report.ok:
         return report
     tmp = zip_path.with_name(f".{zip_path.name}.{os.getpid()}.partial")
@@ -59,3 +61,17 @@ def package_predictions(
     finally:
         tmp.unlink(missing_ok=True)
     return report
+
+
+def _refuse_links(report: Report, output_dir: Path) -> None:
+    """Make every symbolic link of ``output_dir`` an invalid finding: the archive would
+    hold the file it points to, outside the folder that was validated or another case's
+    prediction under this case's name."""
+    for i, finding in enumerate(report.findings):
+        path = output_dir / finding.subject
+        if path.parent == output_dir and path.is_symlink():
+            report.findings[i] = Finding(
+                finding.subject,
+                f"a symbolic link to {os.readlink(path)}: only files written in the output "
+                "folder are packaged; replace the link by the file itself",
+            )

@@ -213,7 +213,9 @@ def test_docker_stop_mid_run_exits_143_and_leaves_no_temporary_file(image, tmp_p
     period, every output present complete and nothing temporary left (issue 13, failure 1)."""
     ids = [f"BraTS2021_{i:05d}" for i in range(12)]
     image_cdhw = np.zeros((4, 240, 240, 155), dtype=np.int16)
-    image_cdhw[:, 60:180, 50:190, 30:125] = (np.arange(4, dtype=np.int16)[:, None, None, None] + 1) * 300
+    image_cdhw[:, 60:180, 50:190, 30:125] = (
+        np.arange(4, dtype=np.int16)[:, None, None, None] + 1
+    ) * 300
     inp = tmp_path / "in"
     for case_id in ids:
         for i, m in enumerate(MODALITIES):

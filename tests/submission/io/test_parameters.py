@@ -79,3 +79,35 @@ def test_keys_take_dashes_or_underscores(tmp_path):
     assert read_parameters(path, {"et_threshold", "top_k"}) == {"et_threshold": 600, "top_k": 2}
     with pytest.raises(ParametersError, match="cannot read"):
         read_parameters(tmp_path / "absent.yaml", set())
+
+
+def test_the_file_sets_per_region_thresholds_as_the_command_line_does(case_factory, tmp_path):
+    # Issue 13: the file could not set per-region thresholds (a mapping became its repr).
+    for name in "abcd":
+        (tmp_path / name).mkdir()
+    mapping, _ = predict(case_factory, tmp_path / "a", "threshold: {ET: 0.9, WT: 0.5, TC: 0.5}\n")
+    text, _ = predict(case_factory, tmp_path / "b", 'threshold: "WT=0.5,TC=0.5,ET=0.9"\n')
+    flag, _ = predict(case_factory, tmp_path / "c", "", "--threshold", "WT=0.5,TC=0.5,ET=0.9")
+    one, _ = predict(case_factory, tmp_path / "d", "threshold: 0.5\n")
+    for result in (mapping, text, flag, one):
+        assert result.returncode == 0, result.stderr
+    written = {name: (tmp_path / name / "out" / f"{CASE}.nii.gz").read_bytes() for name in "abcd"}
+    assert written["a"] == written["b"] == written["c"] != written["d"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("threshold: {WT: 0.4, TC: 0.5}\n", "per-region thresholds need exactly WT, TC, ET"),
+        ("threshold: {WT: 0.4, TC: 0.5, ET: 1.2}\n", "thresholds must lie in [0, 1)"),
+        ("threshold: [0.4, 0.5, 0.5]\n", "is not a probability like 0.4"),
+        ("threads: 100000000000\n", "Invalid value for '--threads'"),
+        ("threads: 1e11\n", "Invalid value for '--threads'"),
+        ("top_k: {WT: 2}\n", "Invalid value for '--top-k'"),
+    ],
+)
+def test_bad_thresholds_and_threads_in_the_file_exit_2(case_factory, tmp_path, text, message):
+    result, labels = predict(case_factory, tmp_path, text)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and str(tmp_path / "parameters.yaml") in result.stderr
+    assert labels == set()

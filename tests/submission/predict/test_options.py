@@ -11,7 +11,13 @@ import sys
 import pytest
 
 from submission.predict.bundle import BundleError, read_manifest
-from submission.predict.options import PredictOptions, check_option, region_thresholds
+from submission.predict.options import (
+    PredictOptions,
+    RuntimeOptions,
+    check_option,
+    parse_threshold,
+    region_thresholds,
+)
 from tests.submission.predict.onnx_bundles import channel_bundle
 
 BAD = [
@@ -90,3 +96,72 @@ def test_predict_exits_3_for_a_bad_manifest_value_and_2_for_a_bad_flag(case_fact
     with_recommended_value(bundle, "overlap", 1.5)
     bad = bratskit("predict", "--input", inputs, "--output", tmp_path / "o2", "--bundle", bundle)
     assert bad.returncode == 3 and "recommended.overlap: overlap must lie in [0, 1)" in bad.stderr
+
+
+@pytest.mark.parametrize("threads", [0, -1, 4097, 10**11, True, 2.0])
+def test_threads_outside_1_to_4096_are_refused(threads):
+    with pytest.raises(ValueError, match=r"threads must be an integer in 1..4096"):
+        RuntimeOptions(threads=threads)
+    assert RuntimeOptions(threads=4096).threads == 4096 and RuntimeOptions().threads is None
+
+
+@pytest.mark.parametrize("threads", ["100000000000", "4097", "0", "1e11"])
+def test_predict_exits_2_for_threads_out_of_range(case_factory, tmp_path, threads):
+    # Issue 13: --threads 100000000000 reached OpenVINO, whose error became a traceback.
+    out = tmp_path / "out"
+    result = bratskit(
+        "predict", "--input", case_factory(), "--output", out,
+        "--bundle", channel_bundle(tmp_path / "b"), "--threads", threads,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--threads'" in result.stderr and not out.exists()
+
+
+def test_parse_threshold_reads_one_probability_or_one_per_region():
+    assert parse_threshold("0.4") == 0.4
+    assert parse_threshold(" et=0.6, WT=0.3 ,TC=0.5") == {"WT": 0.3, "TC": 0.5, "ET": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1.0", r"thresholds must lie in \[0, 1\), got \[1.0\]"),
+        ("nan", r"thresholds must lie in \[0, 1\)"),
+        ("half", "threshold 'half' is not a probability like 0.4, or one per region like WT=0.4"),
+        ("0.4,0.5", "threshold '0.4,0.5' is not a probability"),
+        ("WT=0.3,TC=0.5", "per-region thresholds need exactly WT, TC, ET, got WT, TC"),
+        ("WT=0.3,TC=0.5,ET=0.5,RC=0.5", "need exactly WT, TC, ET, got WT, TC, ET, RC"),
+        ("WT=0.3,wt=0.4,ET=0.5", "threshold 'WT=0.3,wt=0.4,ET=0.5' gives WT twice"),
+        ("WT=0.3,TC=,ET=0.5", "threshold 'WT=0.3,TC=,ET=0.5': 'TC=' is not a probability"),
+        ("WT=0.3,TC=0.5,ET=1.5", r"thresholds must lie in \[0, 1\), got \{'ET': 1.5\}"),
+    ],
+)
+def test_parse_threshold_refuses_with_the_form(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_threshold(text)
+
+
+def et_voxels(path):
+    import nibabel as nib
+    import numpy as np
+
+    return int((np.asarray(nib.load(path).dataobj) == 4).sum())
+
+
+def test_predict_takes_one_threshold_per_region(case_factory, tmp_path):
+    inputs, bundle = case_factory(), channel_bundle(tmp_path / "b")
+    counts = {}
+    thresholds = {"one": "0.5", "same": "WT=0.5,TC=0.5,ET=0.5", "et": "ET=0.9,WT=0.5,TC=0.5"}
+    for name, threshold in thresholds.items():
+        out = tmp_path / name
+        args = ["--output", out, "--bundle", bundle, "--backend", "onnx", "--threshold", threshold]
+        result = bratskit("predict", "--input", inputs, *args)
+        assert result.returncode == 0, result.stderr
+        counts[name] = et_voxels(out / "BraTS2021_00001.nii.gz")
+    assert counts["one"] == counts["same"] > counts["et"] > 0
+    bad = bratskit(
+        "predict", "--input", inputs, "--output", tmp_path / "bad", "--bundle", bundle,
+        "--threshold", "WT=0.4",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "Invalid value for '--threshold'" in bad.stderr
+    assert "per-region thresholds need exactly WT, TC, ET, got WT" in bad.stderr
