@@ -227,7 +227,8 @@ def test_docker_stop_mid_run_exits_143_and_leaves_no_temporary_file(image, tmp_p
     subprocess.run(cmd, check=True, capture_output=True)
     try:
         deadline = time.monotonic() + 300
-        while not any(out.iterdir()) and time.monotonic() < deadline:
+        while not any(p.name.endswith(".nii.gz") for p in out.iterdir()):
+            assert time.monotonic() < deadline
             time.sleep(0.01)
         stop = subprocess.run(["docker", "stop", "-t", "20", name], capture_output=True)
         assert stop.returncode == 0, stop.stderr

@@ -145,7 +145,9 @@ def test_bratskit_predict_exits_143_on_sigterm_saying_what_it_wrote(brats_sized_
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     deadline = time.monotonic() + 300
-    while not (out.is_dir() and os.listdir(out)) and time.monotonic() < deadline:
+    # Once the first case is written (the write-test probe is no output and comes first).
+    while not (out.is_dir() and any(n.endswith(".nii.gz") for n in os.listdir(out))):
+        assert time.monotonic() < deadline, child.communicate()
         time.sleep(0.005)
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=120)
