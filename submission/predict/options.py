@@ -15,6 +15,7 @@ same functions. Each raises ``ValueError`` naming the bad value and the allowed 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,17 @@ def check_ensemble(method: str) -> None:
         raise ValueError(f"unknown ensemble method {method!r}; choose one of {choices}")
 
 
+def _check_integer(name: str, value: Any) -> None:
+    """Raises ValueError unless ``value`` is an integer (a recipe's ``600.0`` or a
+    manifest's ``true`` is not a voxel count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+
+
 def check_top_k(top_k: int, members: int, counted: str = "") -> None:
     """Raises ValueError unless 1 <= ``top_k`` <= ``members``; ``counted`` says which
     members were counted, for the message."""
+    _check_integer("top-k", top_k)
     if not 1 <= top_k <= members:
         raise ValueError(
             f"top-k must lie in 1..{members} for {members} member(s){counted}, got {top_k}"
@@ -49,6 +58,7 @@ def check_top_k(top_k: int, members: int, counted: str = "") -> None:
 
 def check_et_threshold(voxels: int) -> None:
     """Raises ValueError for a negative ET minimum volume (0 disables it)."""
+    _check_integer("ET threshold", voxels)
     if voxels < 0:
         raise ValueError(f"ET threshold must be >= 0 voxels, got {voxels}")
 

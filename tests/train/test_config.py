@@ -6,7 +6,14 @@ import pytest
 import yaml
 
 from submission.predict.bundle import Recommended
-from train.config import ConfigError, config_from_dict, load_config, recipe_names, save_config
+from train.config import (
+    RECIPE_DIR,
+    ConfigError,
+    config_from_dict,
+    load_config,
+    recipe_names,
+    save_config,
+)
 
 
 def test_the_four_paper_and_cpu_recipes_ship():
@@ -125,3 +132,14 @@ def test_bad_recipes_name_the_bad_key(tmp_path, patch, message):
 def test_unknown_recipe_lists_the_known_ones():
     with pytest.raises(ConfigError, match="tiny"):
         load_config("no-such-recipe")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("et_threshold", 600.0), ("top_k", 2.0), ("top_k", True)]
+)
+def test_a_recipe_recommending_a_non_integer_count_is_refused(key, value):
+    """A recipe's ``600.0`` would export a bundle whose manifest fails its schema (exit 3)."""
+    raw = yaml.safe_load((RECIPE_DIR / "tiny.yaml").read_text())
+    raw["recommended"] = {**(raw.get("recommended") or {}), key: value}
+    with pytest.raises(ConfigError, match=f"must be an integer, got {value!r}"):
+        config_from_dict(raw)
