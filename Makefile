@@ -24,7 +24,7 @@ IMAGE_PYTHON ?= 3.11
 IMAGE_PLATFORMS ?= $(foreach v,2_5 2_12 2_17 2_27 2_28 2_34,manylinux_$(v)_x86_64) \
 	manylinux1_x86_64 manylinux2010_x86_64 manylinux2014_x86_64 linux_x86_64
 
-.PHONY: install test lint format demo demo-docker clean help build run base-image wheelhouse save
+.PHONY: install test lint format demo demo-docker clean help build run rehearse base-image wheelhouse save
 
 help:
 	@echo "make demo        synth, train 5 folds, export, tune, predict, evaluate, pictures (~15 min)"
@@ -33,6 +33,7 @@ help:
 	@echo "make lint        ruff check and format check"
 	@echo "make build BUNDLE=dir [IMAGE=name:tag] [BASE_IMAGE=image] [BACKEND=onnx]"
 	@echo "make run IN=dir OUT=dir [IMAGE=name:tag] [ARGS='--labels 2023']"
+	@echo "make rehearse IN=dir [IMAGE=name:tag] [RULES=2026] [TASK=GLI]  the organisers' run, checked"
 	@echo "make base-image  bratskit/base:bookworm without a registry (debootstrap)"
 	@echo "make wheelhouse  the image's Python packages, for offline builds"
 	@echo "make save        the image as a tarball for docker load"
@@ -72,6 +73,12 @@ build:
 
 run:
 	IN="$(IN)" OUT="$(OUT)" IMAGE="$(IMAGE)" ARGS="$(ARGS)" bash docker/run.sh
+
+# The organisers' run of IMAGE on IN, and their checks of what it wrote (exit 0: would pass).
+RULES ?= 2026
+TASK ?=
+rehearse: install
+	$(BIN)/bratskit rehearse $(IMAGE) --input "$(IN)" --rules $(RULES) $(if $(TASK),--task $(TASK))
 
 base-image:
 	bash docker/base-image.sh $(OFFLINE_BASE)

@@ -73,6 +73,7 @@ for _command in (
     workbench.evaluate,
     workbench.package,
     workbench.tune,
+    workbench.rehearse,
     workbench.view,
 ):
     main.add_command(_command)

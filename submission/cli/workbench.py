@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from submission.brats import LAYOUT_YEARS, TUMOUR_REGIONS
+from submission.brats import LAYOUT_YEARS, SCHEMES, TUMOUR_REGIONS
 from submission.cli.types import SCHEME_CHOICE, dir_path, file_path, runtime_options
 from submission.exit_codes import (
     EXIT_FAILED,
@@ -18,7 +18,7 @@ from submission.exit_codes import (
     exit_on_error,
 )
 
-__all__ = ["evaluate", "package", "synth", "tune", "validate", "view"]
+__all__ = ["evaluate", "package", "rehearse", "synth", "tune", "validate", "view"]
 
 
 @click.command()
@@ -148,6 +148,51 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
         click.echo("nothing packaged: fix the files above first", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"wrote {zip_path} ({len(report.findings)} predictions)")
+
+
+@click.command()
+@click.argument("image")
+@click.option("--input", "input_dir", required=True, type=dir_path, help="Cases to run on.")
+@click.option(
+    "--task",
+    help="Label scheme of the outputs: a scheme name or a task (GLI, MET, PED, MEN, SSA, "
+    "GoAT) [the scheme the image's org.bratskit.label-scheme label names, else 2021].",
+)
+@click.option("--rules", type=click.Choice(["2025", "2026"]), default="2026", show_default=True)
+@click.option(
+    "--test-cases",
+    type=click.IntRange(1),
+    default=600,
+    show_default=True,
+    help="Cases in the test phase, for the projected run time.",
+)
+@click.option("--keep-output", type=dir_path, help="Keep the image's outputs in this folder.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@exit_on_error()
+def rehearse(
+    image: str,
+    input_dir: Path,
+    task: str | None,
+    rules: str,
+    test_cases: int,
+    keep_output: Path | None,
+    as_json: bool,
+) -> None:
+    """Run IMAGE on --input exactly as the organisers will, check what it wrote and report
+    seconds per case, peak memory, the projected test-phase time, size and CUDA needs;
+    exit 0 only when the submission would pass."""
+    from submission.workbench.rehearse import TASK_SCHEMES
+    from submission.workbench.rehearse import rehearse as run_rehearsal
+
+    labels = None if task is None else TASK_SCHEMES.get(task.upper(), task)
+    if labels is not None and labels not in SCHEMES:
+        choices = ", ".join([*SCHEMES, *TASK_SCHEMES])
+        raise click.BadParameter(f"{task!r}: choose one of {choices}", param_hint="--task")
+    result = run_rehearsal(image, input_dir, rules, labels, test_cases, keep_output)
+    click.echo(result.to_json() if as_json else result.text())
+    if not result.ok:
+        click.echo(f"--- container log (tail)\n{result.logs[-3000:]}", err=True)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
 @click.command()

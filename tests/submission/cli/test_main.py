@@ -106,6 +106,7 @@ def test_python_m_submission_is_the_whole_bratskit_command():
         "export",
         "package",
         "predict",
+        "rehearse",
         "synth",
         "train",
         "tune",
