@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from submission.brats import labels_to_regions
-from submission.io.cases import discover_cases, label_file, load_case
+from submission.io.cases import discover_cases, load_case
 from submission.io.nifti import read_label_map
+from submission.io.references import label_file
 from submission.predict.preprocess import crop, preprocess_case
 from submission.predict.tumour_window import extract_window
 from submission.workbench.synth import write_synthetic_dataset

@@ -28,15 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
-from submission.io.cases import (
-    Case,
-    CaseError,
-    InputError,
-    discover_cases,
-    label_file,
-    load_case,
-)
+from submission.io.cases import Case, CaseError, InputError, discover_cases, load_case
 from submission.io.nifti import read_label_map
+from submission.io.references import label_file
 from submission.predict.preprocess import Preprocessing, crop, preprocess_case
 
 log = logging.getLogger(__name__)
@@ -92,7 +86,7 @@ def training_cases(data_dir: Path) -> list[Case]:
     """Cases of a training folder that have a label map; others are reported and skipped.
 
     The label map is found by the rule ``tune`` and ``evaluate`` use
-    (:func:`submission.io.cases.find_label_maps`); a case with two is skipped.
+    (:func:`submission.io.references.find_label_maps`); a case with two is skipped.
 
     Raises:
         InputError: the folder is missing or has no usable labelled case.

@@ -1,7 +1,7 @@
 """Match prediction files to reference label maps by case id (CONTRACT.md sections 3 and 5).
 
 References are found by the rule training and ``tune`` use too,
-:func:`submission.io.cases.find_label_maps`: ``<id>_seg.nii.gz`` (2021),
+:func:`submission.io.references.find_label_maps`: ``<id>_seg.nii.gz`` (2021),
 ``<id>-seg.nii.gz`` (2023+) or ``<id>.nii.gz``, lying flat in the reference folder or
 inside case folders ``DIR/<id>/``. Predictions must be named exactly
 ``<id>.nii.gz`` (the only name the organisers accept) and lie flat in the prediction
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from submission.io.cases import find_label_maps
 from submission.io.nifti import nifti_stem
+from submission.io.references import find_label_maps
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Case discovery in the three input layouts of CONTRACT.md section 1, case loading, and
-the one rule that finds reference label maps (:func:`find_label_maps`).
+"""Case discovery in the three input layouts of CONTRACT.md section 1 and case loading
+(reference label maps are found by :mod:`submission.io.references`).
 
 Layouts:
     2021 flat     the four ``<id>_<mod>.nii.gz`` files directly in the input folder
@@ -8,13 +8,13 @@ Layouts:
 
 In folder layouts the case id is the folder name (the orchestrator renames cases, so
 nothing depends on a real id); in the flat layout it is the file prefix. Discovery ignores
-``seg`` files silently and unrelated files with a warning; training, ``tune`` and
-``evaluate`` find label maps with :func:`find_label_maps` and :func:`label_file`.
+``seg`` files silently and unrelated files with a warning.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,21 +23,19 @@ import nibabel as nib
 import numpy as np
 
 from submission.brats import (
-    LAYOUT_YEARS,
     MODALITIES,
-    NIFTI_EXTENSIONS,
     SEG_SUFFIX,
     is_valid_case_id,
-    modality_filename,
     parse_filename,
     prediction_filename,
 )
 from submission.exit_codes import UnusableError
-from submission.io.nifti import NAME_MAX, Grid, NiftiError, grid_of, nifti_stem, read_nifti
+from submission.io.nifti import NAME_MAX, Grid, NiftiError, grid_of, read_nifti
 
 log = logging.getLogger(__name__)
 
 AFFINE_TOLERANCE = 1e-3
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class InputError(ValueError, UnusableError):
@@ -107,12 +105,37 @@ def discover_cases(input_dir: Path) -> Discovery:
             f"as macOS '._' files, and __MACOSX folders), e.g. {hidden[0]}"
         )
     if not found.cases and not found.errors:
-        raise InputError(
-            f"no BraTS case in {input_dir}: expected case folders or files named like "
-            "<id>_t1ce.nii.gz (2021) or <id>-t1c.nii.gz (2023+)"
-        )
+        raise InputError(_no_case(input_dir))
     found.cases.sort(key=lambda c: c.case_id)
     return found
+
+
+def _no_case(input_dir: Path) -> str:
+    """Why an input folder holds no case: empty, only hidden or unrelated entries, or cases
+    one folder too deep (``/input/data/<case>/``, which an archive often leaves)."""
+    expected = (
+        "expected case folders or files named like <id>_t1ce.nii.gz (2021) or "
+        "<id>-t1c.nii.gz (2023+)"
+    )
+    entries = list(input_dir.iterdir())
+    if not entries:
+        return f"no BraTS case in {input_dir}: the folder is empty; {expected}"
+    for sub in sorted(e for e in entries if e.is_dir() and not e.name.startswith(".")):
+        for inner in sorted(sub.iterdir()):
+            images = [inner] if inner.is_file() else list(inner.glob("*.nii*"))
+            if any(_is_image(p) for p in images):
+                return (
+                    f"no BraTS case in {input_dir}: the cases sit one folder too deep, in "
+                    f"{sub}; give {sub} as the input or move its contents up"
+                )
+    if all(e.name.startswith(".") or e.name == "__MACOSX" for e in entries):
+        return f"no BraTS case in {input_dir}: it holds only hidden entries; {expected}"
+    return f"no BraTS case in {input_dir}: {expected}"
+
+
+def _is_image(path: Path) -> bool:
+    parsed = parse_filename(path.name)
+    return parsed is not None and parsed.modality != SEG_SUFFIX
 
 
 def _refuse_duplicate_ids(found: Discovery) -> None:
@@ -157,7 +180,10 @@ def _discover_folder(folder: Path, found: Discovery, hidden: list[Path]) -> None
     by_modality: dict[str, list[Path]] = defaultdict(list)
     unrelated, notes = [], []
     for entry in _visible(folder, hidden):
-        parsed = parse_filename(entry.name) if entry.is_file() else None
+        parsed = parse_filename(entry.name)
+        if parsed is not None and parsed.modality != SEG_SUFFIX and not entry.is_file():
+            found.errors.append(CaseError(folder.name, _not_a_file(parsed.modality, entry)))
+            return
         if parsed is None:
             unrelated.append(f"ignored unrelated entry {entry}")
         elif parsed.modality != SEG_SUFFIX:
@@ -172,6 +198,16 @@ def _discover_folder(folder: Path, found: Discovery, hidden: list[Path]) -> None
         _add_case(found, folder.name, by_modality, folder)
     else:
         found.warnings.append(f"ignored folder {folder}: no BraTS image files in it")
+
+
+def _not_a_file(modality: str, entry: Path) -> str:
+    """What is wrong with an entry named like a modality image that is not a file."""
+    if entry.is_symlink() and not entry.exists():
+        return (
+            f"{modality}: {entry}: a symbolic link to {os.readlink(entry)}, which does not "
+            "exist; copy the image itself into the case folder"
+        )
+    return f"{modality}: {entry}: a folder, not a file; put the image file itself here"
 
 
 def _add_case(
@@ -227,96 +263,6 @@ def _add_case(
     )
 
 
-def label_map_case_id(name: str) -> str | None:
-    """Case id of a reference label map's file name, or None when the name is not one.
-
-    ``<id>_seg.nii.gz`` (2021), ``<id>-seg.nii.gz`` (2023+) and a bare ``<id>.nii.gz``
-    (the name predictions carry) name a label map of ``<id>``; ``.nii`` works too. Modality
-    images, hidden files and non-NIfTI files name none.
-    """
-    stem = nifti_stem(name)
-    if stem is None or name.startswith("."):
-        return None
-    parsed = parse_filename(name)
-    if parsed is None:
-        return stem
-    return parsed.case_id if parsed.modality == SEG_SUFFIX else None
-
-
-def _label_maps_in(folder: Path, case_id: str | None = None) -> dict[str, list[Path]]:
-    """Label maps among ``folder``'s files by case id; only ``case_id``'s when given."""
-    found: dict[str, list[Path]] = defaultdict(list)
-    for entry in sorted(folder.iterdir()):
-        case = label_map_case_id(entry.name) if entry.is_file() else None
-        if case is not None and case_id in (None, case):
-            found[case].append(entry)
-    return found
-
-
-def _flat_names(case_id: str) -> list[str]:
-    """Every file name that :func:`label_map_case_id` may read as ``case_id``."""
-    stems = [modality_filename(case_id, SEG_SUFFIX, y)[: -len(".nii.gz")] for y in LAYOUT_YEARS]
-    return [stem + ext for stem in [*stems, case_id] for ext in NIFTI_EXTENSIONS]
-
-
-def _two_maps(paths: list[Path]) -> str:
-    return f"two reference label maps, {' and '.join(map(str, paths))}; keep one of them"
-
-
-def find_label_maps(folder: Path) -> dict[str, Path]:
-    """Reference label maps in a folder by case id, sorted by id: the one rule.
-
-    Training (:func:`label_file`), ``bratskit tune`` and ``bratskit evaluate`` all use it,
-    so they agree on which cases are labelled. A label map of case ``<id>`` is a file
-    named as :func:`label_map_case_id` says, lying either flat in ``folder`` or in the case
-    folder ``folder/<id>/``. Inside a case folder only that folder's id counts, so the
-    images beside it and another case's label map are ignored. As the BraTS training
-    data is released: ``BraTS2021_00000/BraTS2021_00000_seg.nii.gz``,
-    ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-seg.nii.gz``.
-
-    Raises:
-        ValueError: the folder is missing, holds no label map, or holds two for one case.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"reference folder {folder} does not exist")
-    found = _label_maps_in(folder)
-    for case_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
-        found[case_folder.name] += _label_maps_in(case_folder, case_folder.name)[case_folder.name]
-    for case, paths in sorted(found.items()):
-        if len(paths) > 1:
-            raise ValueError(f"case {case}: {_two_maps(paths)}")
-    labelled = {case: paths[0] for case, paths in sorted(found.items()) if paths}
-    if not labelled:
-        raise ValueError(
-            f"no reference label maps in {folder}: expected <id>_seg.nii.gz, "
-            "<id>-seg.nii.gz or <id>.nii.gz, flat or in case folders <id>/"
-        )
-    return labelled
-
-
-def label_file(case: Case) -> Path | None:
-    """The reference label map of a discovered case, by :func:`find_label_maps`'s rule.
-
-    It lies beside the case's images, or, for a case in its own folder, flat beside that
-    folder. Training data only: the organisers' ``/input`` holds no label maps.
-
-    Raises:
-        CaseError: two label maps name the case.
-    """
-    paths = []
-    if case.folder.name == case.case_id:  # a case folder: beside it, by name (no listing)
-        paths = [
-            path
-            for path in (case.folder.parent / n for n in _flat_names(case.case_id))
-            if path.is_file() and label_map_case_id(path.name) == case.case_id
-        ]
-    paths += _label_maps_in(case.folder, case.case_id)[case.case_id]
-    if len(paths) > 1:
-        raise CaseError(case.case_id, _two_maps(paths))
-    return paths[0] if paths else None
-
-
 def read_case_grid(case: Case) -> Grid:
     """Grid of a case's first modality, from its header alone (no voxel data read)."""
     path = case.files[MODALITIES[0]]
@@ -361,10 +307,28 @@ def load_case(case: Case) -> tuple[np.ndarray, Grid]:
                 f"{AFFINE_TOLERANCE}; co-register the modalities",
                 path,
             )
+        if not np.all(np.isfinite(data)):
+            raise CaseError(
+                case.case_id,
+                f"{modality} holds NaN or infinite voxels; fix the conversion that wrote it",
+                path,
+            )
+        if np.issubdtype(data.dtype, np.floating) and np.abs(data).max() > FLOAT32_MAX:
+            raise CaseError(
+                case.case_id,
+                f"{modality} holds values of up to {np.abs(data).max():.3g}, beyond float32 "
+                f"({FLOAT32_MAX:.3g}); the header's scaling or the conversion is broken",
+                path,
+            )
         image = np.asarray(data, dtype=np.float32)
-        if not np.all(np.isfinite(image)):
-            raise CaseError(case.case_id, f"{modality} holds NaN or infinite voxels", path)
         if not image.any():
-            raise CaseError(case.case_id, f"{modality} is all zeros", path)
+            # The task issue's missing-modality policy would predict such a case; this
+            # version has none, and says so.
+            raise CaseError(
+                case.case_id,
+                f"{modality} is all zeros: a missing modality, and this version has no "
+                "missing-modality policy, so the case is not predicted; supply the image",
+                path,
+            )
         channels.append(image)
     return np.stack(channels), grid

@@ -23,6 +23,10 @@ from submission.exit_codes import UnusableError
 
 #: Temporary files of :func:`write_label_map` start so (never ``.nii.gz`` names).
 TEMPORARY_PREFIX = ".bratskit-"
+#: The most voxels an image may claim: 512 cubed, far above BraTS (240 x 240 x 155) and
+#: native-space MRI, far below what a damaged header claims (2000 cubed read 15 GB).
+MAX_VOXELS = 512**3
+GZIP_MAGIC = b"\x1f\x8b"
 #: The most bytes a file name may hold on the file systems the organisers use (NAME_MAX).
 NAME_MAX = 255
 
@@ -53,8 +57,10 @@ def read_nifti(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
         (scaling applied when the header sets one).
     """
     path = Path(path)
+    _check_container(path)
     try:
-        img = nib.load(path)
+        img = nib.load(path)  # lazy: the header alone
+        _check_size(path, img.shape)
         data = np.asanyarray(img.dataobj)
     except FileNotFoundError:
         raise NiftiError(f"{path}: file not found") from None
@@ -63,11 +69,43 @@ def read_nifti(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
             f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is corrupt or "
             "truncated, copy it again"
         ) from None
+    except NiftiError:
+        raise
     except Exception as exc:  # nibabel raises several unrelated types for bad headers
         raise NiftiError(f"{path}: not a readable NIfTI file ({exc})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise NiftiError(f"{path}: expected a NIfTI image, got {type(img).__name__}")
     return img, data
+
+
+def _check_container(path: Path) -> None:
+    """A ``.nii.gz`` must be gzip: say what it is instead (nibabel says only "not a gzip
+    file"). An uncompressed NIfTI-1 has its magic ``n+1`` at byte 344."""
+    if not path.name.endswith(".nii.gz") or not path.is_file():
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(348)
+    if head[:2] == GZIP_MAGIC:
+        return
+    if head[344:348] == b"n+1\0":
+        raise NiftiError(
+            f"{path}: an uncompressed NIfTI file named .nii.gz; gzip it or rename it .nii"
+        )
+    raise NiftiError(
+        f"{path}: not gzip-compressed and not NIfTI (it starts with {head[:8]!r}); copy the "
+        "real image again"
+    )
+
+
+def _check_size(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse a header claiming more voxels than any BraTS image has, before reading."""
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > MAX_VOXELS:
+        raise NiftiError(
+            f"{path}: the header claims {' x '.join(map(str, shape))} voxels ({voxels:.3g}), "
+            f"more than the {MAX_VOXELS:.3g} (512 cubed) of any MRI this reads; the header "
+            "is damaged, copy the file again"
+        )
 
 
 def grid_of(img: nib.Nifti1Image) -> Grid:

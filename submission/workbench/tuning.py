@@ -49,8 +49,9 @@ import numpy as np
 from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
 from submission.evaluation.overlap_2021 import dice
 from submission.exit_codes import UnusableError
-from submission.io.cases import discover_cases, find_label_maps, load_case
+from submission.io.cases import discover_cases, load_case
 from submission.io.nifti import read_label_map
+from submission.io.references import find_label_maps
 from submission.predict.bundle import Manifest, with_recommended, write_manifest
 from submission.predict.engine import Engine
 from submission.predict.ensemble import region_masks

@@ -27,14 +27,9 @@ import numpy as np
 
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS, LabelScheme, get_scheme
 from submission.exit_codes import BadValueError, UnavailableError, UnusableError
-from submission.io.cases import (
-    AFFINE_TOLERANCE,
-    Case,
-    discover_cases,
-    label_file,
-    load_case,
-)
+from submission.io.cases import AFFINE_TOLERANCE, Case, discover_cases, load_case
 from submission.io.nifti import Grid, read_label_map
+from submission.io.references import label_file
 from submission.predict.output_folder import OutputError
 
 __all__ = [

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from submission.brats import labels_to_regions
-from submission.io.cases import InputError, discover_cases, find_label_maps, label_file, load_case
+from submission.io.cases import InputError, discover_cases, load_case
 from submission.io.nifti import read_label_map
+from submission.io.references import find_label_maps, label_file
 from submission.predict.preprocess import Preprocessing, crop, preprocess_case
 from train.cache import build_cache, pack_regions, training_cases, unpack_regions
 

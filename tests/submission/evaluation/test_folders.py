@@ -1,6 +1,6 @@
 """Folder matching, missing predictions, summaries and CSV/JSON/table output.
 
-Which files are references is the one rule of ``submission.io.cases.find_label_maps``,
+Which files are references is the one rule of ``submission.io.references.find_label_maps``,
 tested in ``tests/submission/io/test_cases.py``.
 """
 

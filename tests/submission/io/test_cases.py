@@ -7,15 +7,8 @@ import numpy as np
 import pytest
 
 from submission.brats import MODALITIES, modality_filename
-from submission.io.cases import (
-    CaseError,
-    InputError,
-    discover_cases,
-    find_label_maps,
-    label_file,
-    label_map_case_id,
-    load_case,
-)
+from submission.io.cases import CaseError, InputError, discover_cases, load_case
+from submission.io.references import find_label_maps, label_file, label_map_case_id
 from submission.predict.runner import run_cases
 from tests.conftest import (
     LPS_SMALL,
