@@ -27,6 +27,7 @@ from pathlib import Path
 from submission.brats import DEFAULT_SCHEME
 from submission.exit_codes import UnavailableError, UnusableError
 from submission.io.cases import discover_cases
+from submission.io.nifti import read_label_map
 from submission.workbench.validate import validate_output
 
 
@@ -246,17 +247,19 @@ def _run_container(
     monitor = _PeakMemory(started.stdout.strip())
     monitor.start()
     try:
-        limit = rules.time_limit_s
-        waited = _docker("wait", name, timeout=limit)
-        code = int(waited.stdout.strip()) if waited.returncode == 0 else None
-    except subprocess.TimeoutExpired:
-        _docker("kill", name)
-        code = None
-    seconds = time.monotonic() - start
-    monitor.done.set()
-    monitor.join()
-    logs = _docker("logs", name)
-    _docker("rm", "-f", name)
+        try:
+            waited = _docker("wait", name, timeout=rules.time_limit_s)
+            code = int(waited.stdout.strip()) if waited.returncode == 0 else None
+        except subprocess.TimeoutExpired:
+            _docker("kill", name)
+            code = None
+        seconds = time.monotonic() - start
+        monitor.done.set()
+        monitor.join()
+        logs = _docker("logs", name)
+    finally:  # also on Ctrl-C: no container is left running
+        monitor.done.set()
+        _docker("rm", "-f", name)
     return code, seconds, monitor.peak, logs.stdout + logs.stderr
 
 
@@ -277,8 +280,6 @@ def check_outputs(
 
 
 def _empty_predictions(output_dir: Path) -> list[str]:
-    from submission.io.nifti import read_label_map
-
     empty = []
     for path in sorted(output_dir.glob("*.nii.gz")):
         try:
@@ -296,6 +297,8 @@ def _diagnose(code: int | None, logs: str, rules: Rules) -> list[str]:
     if code == 0:
         return []
     reasons = [f"the container exited {code} (the organisers' run fails)"]
+    if code == 137:
+        reasons.append(f"killed: most likely out of memory (the {rules.memory} limit)")
     if _READ_ONLY in logs:
         reasons.append("the image writes into /input, which is read-only in the organisers' run")
     elif _DENIED in logs:
