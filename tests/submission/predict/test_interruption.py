@@ -104,7 +104,7 @@ def test_a_signal_mid_write_leaves_no_temporary_file(brats_sized_input, tmp_path
     left = stdout.splitlines()[1].split()[1:]
     assert sorted(written + left) == CASES
     if overlap:  # the write in progress was finished: the first case is complete
-        assert written and written[0] == CASES[0]
+        assert written and written[0] == CASES[0], stderr[-3000:]
     else:  # the write was abandoned: its temporary file removed, no output
         assert CASES[0] not in written
     assert f"{signal.Signals(signum).name}: stopping" in stderr
