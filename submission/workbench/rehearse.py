@@ -127,15 +127,17 @@ def _run_container(args: list[str], limit_s: float) -> _Run:
     peak.start()
     timed_out = False
     try:
-        _docker("wait", name, timeout=max(limit_s - (time.monotonic() - start), 1))
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _docker("stop", "-t", "10", name)
-    wall = time.monotonic() - start
-    peak.stop()
-    state = json.loads(_docker("inspect", name).stdout or "[{}]")[0].get("State", {})
-    logs = _docker("logs", name)
-    _docker("rm", "-f", name)
+        try:
+            _docker("wait", name, timeout=max(limit_s - (time.monotonic() - start), 1))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _docker("stop", "-t", "10", name)
+        wall = time.monotonic() - start
+        peak.stop()
+        state = json.loads(_docker("inspect", name).stdout or "[{}]")[0].get("State", {})
+        logs = _docker("logs", name)
+    finally:  # also on Ctrl-C: no container left behind
+        _docker("rm", "-f", name)
     return _Run(
         exit_code=state.get("ExitCode"),
         timed_out=timed_out,

@@ -15,7 +15,7 @@ import numpy as np
 from submission.brats import get_scheme, has_case_number
 from submission.io.cases import Discovery
 from submission.io.nifti import NiftiError, read_label_map
-from submission.workbench.validate import validate_output
+from submission.workbench.validate import validate_input, validate_output
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ def run_timeout(rules: Rules, cases: int) -> float:
 
 
 def input_problems(found: Discovery, input_dir: Path, rules: Rules) -> list[str]:
-    """Why ``input_dir`` cannot stand for the organisers' input; empty when it can."""
-    problems = [f"case {e.case_id}: {e.problem}" for e in found.errors]
+    """Why ``input_dir`` cannot stand for the organisers' input (an invalid case, a file an
+    arbitrary uid cannot read, the year's names); empty when it can."""
+    problems = [f"case {f.subject}: {f.problem}" for f in validate_input(input_dir).failures]
     if rules.case_numbers:
         for case in found.cases:
             if case.folder == Path(input_dir) or not has_case_number(case.case_id):

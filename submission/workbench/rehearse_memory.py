@@ -50,7 +50,7 @@ class PeakMemory(threading.Thread):
         self._done = threading.Event()
 
     def _record(self, value: int | None, source: str) -> bool:
-        if value is None:
+        if not value:  # a stopped container's docker stats say 0B
             return False
         self.peak, self.source = max(self.peak or 0, value), source
         return True

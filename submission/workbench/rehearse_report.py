@@ -82,7 +82,8 @@ class Rehearsal:
             self.warnings.append(
                 "no GPU on this host: the image ran on the CPU; its GPU path is not tested"
             )
-        limit = self.time_limit_s
+        # Only a complete run projects: a failed one has no time per case to speak of.
+        limit = self.time_limit_s if self.exit_code == 0 else None
         over = f"projected {_duration(self.projected_s)} for {self.test_cases} test cases"
         if limit is not None and self.projected_s > limit:
             message = f"time: {over} exceeds the limit of {_duration(limit)}"
@@ -93,7 +94,8 @@ class Rehearsal:
         elif limit is not None and self.projected_s > MARGIN * limit:
             self.warnings.append(f"time: {over}, over {MARGIN:.0%} of the {_duration(limit)}")
         reference = self.rules.case_reference_s
-        if limit is None and reference and self.seconds_per_case > reference:
+        slow = self.exit_code == 0 and self.seconds_per_case > (reference or float("inf"))
+        if self.time_limit_s is None and slow:
             self.warnings.append(
                 f"time: {self.seconds_per_case:.0f} s per case, over the {reference:.0f} s "
                 "per case of the last published limit (2021)"
@@ -114,7 +116,9 @@ class Rehearsal:
         """The human-readable report: figures, then warnings, then one line per failure."""
         n = len(self.case_ids)
         peak = self.peak_memory_bytes
-        memory = "not measured" if peak is None else f"{peak / 2**20:.0f} MiB"
+        memory = "not measured (the run was too short?)"
+        if peak is not None:
+            memory = f"{peak / 2**20:.0f} MiB ({self.memory_source})"
         rss = self.runtime_peak_rss_gb
         limit = "none published" if self.time_limit_s is None else _duration(self.time_limit_s)
         host = "no GPU on this host"
@@ -127,7 +131,7 @@ class Rehearsal:
             f"cases: {n}, container exit {self.exit_code} after {self.wall_s:.1f} s",
             f"per case: {self.seconds_per_case:.2f} s (from {self.timing_source}), "
             f"start-up {self.startup_s:.1f} s",
-            f"peak memory: {memory} ({self.memory_source}) of {self.rules.memory}"
+            f"peak memory: {memory} of {self.rules.memory}"
             + ("" if rss is None else f"; the runtime's peak RSS {rss:.2f} GB"),
             f"projected for {self.test_cases} test cases: {_duration(self.projected_s)} "
             f"(time limit: {limit})",

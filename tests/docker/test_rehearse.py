@@ -89,6 +89,7 @@ def test_a_bad_image_fails_naming_the_reason(image, cases, tmp_path, kind):
         proc = rehearse(tag, "--input", str(cases), *args)
     finally:
         subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True)
+    print(proc.stdout)  # the report, for -s
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failed = [line for line in proc.stdout.splitlines() if line.startswith("FAIL  ")]
     assert any(reason in line for line in failed), proc.stdout

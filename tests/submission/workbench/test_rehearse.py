@@ -95,6 +95,13 @@ def test_an_input_an_arbitrary_uid_cannot_read_is_refused(case_factory, tmp_path
     assert problem.startswith(f"{root / GLI[1]} is not readable") and "chmod -R a+rX" in problem
 
 
+def test_an_input_with_an_invalid_case_is_refused(case_factory):
+    root = case_factory("2023-folders", GLI)
+    (root / GLI[1] / f"{GLI[1]}-t2w.nii.gz").unlink()
+    (problem,) = checks.input_problems(discover_cases(root), root, RULES["2026"])
+    assert problem.startswith(f"case {GLI[1]}: expected 4 modalities, missing t2w")
+
+
 def test_a_change_to_the_input_is_found(case_factory):
     root = case_factory("2023-folders", GLI)
     before = checks.snapshot(root)
@@ -261,6 +268,12 @@ def test_a_projection_past_the_limit_fails_unless_measured_on_the_cpu_for_a_gpu(
     gpu_image = rehearsal(case_seconds=slow, cuda=checks.CudaNeed("13.5", "wheel"))
     gpu_image.judge("10001")
     assert gpu_image.ok and any("measured on the CPU" in w for w in gpu_image.warnings)
+
+
+def test_a_failed_run_is_not_projected():
+    report = rehearsal(exit_code=1, case_seconds={}, wall_s=1e6)
+    report.judge("10001")
+    assert report.failures == [] and report.warnings == []
 
 
 def test_without_a_published_limit_the_2021_per_case_figure_is_the_reference():
