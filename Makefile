@@ -33,7 +33,7 @@ help:
 	@echo "make lint        ruff check and format check"
 	@echo "make build BUNDLE=dir [IMAGE=name:tag] [BASE_IMAGE=image] [BACKEND=onnx]"
 	@echo "make run IN=dir OUT=dir [IMAGE=name:tag] [ARGS='--labels 2023']"
-	@echo "make rehearse IN=dir [IMAGE=name:tag] [RULES=2026] [TASK=GLI]  the organisers' run, checked"
+	@echo "make rehearse IN=dir [IMAGE=name:tag] [RULES=2026] [TASK=GLI] [ARGS='--json']  the organisers' run and checks"
 	@echo "make base-image  bratskit/base:bookworm without a registry (debootstrap)"
 	@echo "make wheelhouse  the image's Python packages, for offline builds"
 	@echo "make save        the image as a tarball for docker load"
@@ -78,7 +78,8 @@ run:
 RULES ?= 2026
 TASK ?=
 rehearse: install
-	$(BIN)/bratskit rehearse $(IMAGE) --input "$(IN)" --rules $(RULES) $(if $(TASK),--task $(TASK))
+	@test -n "$(IN)" || { echo "usage: make rehearse IN=dir [IMAGE=name:tag] [RULES=2026] [TASK=GLI] [ARGS='--json']" >&2; exit 2; }
+	$(BIN)/bratskit rehearse $(IMAGE) --input "$(IN)" --rules $(RULES) $(if $(TASK),--task $(TASK)) $(ARGS)
 
 base-image:
 	bash docker/base-image.sh $(OFFLINE_BASE)

@@ -87,6 +87,16 @@ def prediction_filename(case_id: str) -> str:
     return f"{case_id}.nii.gz"
 
 
+#: 2024+ case ids end in a case number and a timepoint, ``NNNNN-NNN``; the 2026 organisers
+#: match predictions by that suffix (CONTRACT.md section 7).
+_CASE_NUMBER_RE = re.compile(r"\d{5}-\d{3}$")
+
+
+def has_case_number(case_id: str) -> bool:
+    """True when ``case_id`` ends in ``NNNNN-NNN`` (``BraTS-GLI-00001-100``)."""
+    return bool(_CASE_NUMBER_RE.search(case_id))
+
+
 # --- label schemes -----------------------------------------------------------------------
 
 #: Canonical order of the tumour regions on the R axis of ``probs_rdhw`` / ``regions_rdhw``.
@@ -176,6 +186,17 @@ SCHEMES: dict[str, LabelScheme] = {
 
 DEFAULT_SCHEME = "2021"
 
+#: The tasks of CONTRACT.md section 7 whose labels a scheme above describes (upper case).
+#: MEN-RT (one label, GTV) has none yet: the task registry of a later issue adds it.
+TASK_SCHEMES: dict[str, str] = {
+    "GLI": "2024-gli",
+    "MET": "2024-gli",
+    "PED": "2024-ped",
+    "MEN": "2023",
+    "SSA": "2023",
+    "GOAT": "2023",
+}
+
 
 def get_scheme(name: str) -> LabelScheme:
     """Look up a label scheme by name, with an error that lists the valid names."""
@@ -185,6 +206,21 @@ def get_scheme(name: str) -> LabelScheme:
         raise ValueError(
             f"unknown label scheme {name!r}; choose one of {', '.join(SCHEMES)}"
         ) from None
+
+
+def scheme_of_task(name: str) -> LabelScheme:
+    """The label scheme of a task (``GLI``, any case) or a scheme named directly.
+
+    Raises:
+        ValueError: neither, listing both kinds of name.
+    """
+    scheme = TASK_SCHEMES.get(str(name).upper(), str(name))
+    if scheme not in SCHEMES:
+        raise ValueError(
+            f"unknown task or label scheme {name!r}; choose a task "
+            f"({', '.join(TASK_SCHEMES)}) or a scheme ({', '.join(SCHEMES)})"
+        )
+    return SCHEMES[scheme]
 
 
 def labels_to_regions(seg_dhw: np.ndarray, scheme: LabelScheme | str) -> np.ndarray:

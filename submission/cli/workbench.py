@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from submission.brats import LAYOUT_YEARS, SCHEMES, TUMOUR_REGIONS
+from submission.brats import LAYOUT_YEARS, TUMOUR_REGIONS, scheme_of_task
 from submission.cli.types import SCHEME_CHOICE, dir_path, file_path, runtime_options
 from submission.exit_codes import (
     EXIT_FAILED,
@@ -17,6 +17,7 @@ from submission.exit_codes import (
     UnusableError,
     exit_on_error,
 )
+from submission.workbench.rehearse_checks import DEFAULT_TEST_CASES, RULES
 
 __all__ = ["evaluate", "package", "rehearse", "synth", "tune", "validate", "view"]
 
@@ -155,16 +156,21 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
 @click.option("--input", "input_dir", required=True, type=dir_path, help="Cases to run on.")
 @click.option(
     "--task",
-    help="Label scheme of the outputs: a scheme name or a task (GLI, MET, PED, MEN, SSA, "
-    "GoAT) [the scheme the image's org.bratskit.label-scheme label names, else 2021].",
+    help="Label scheme of the outputs: a task (GLI, MET, PED, MEN, SSA, GoAT) or a scheme "
+    "name [the scheme the image's org.bratskit.label-scheme label names, else 2021].",
 )
-@click.option("--rules", type=click.Choice(["2025", "2026"]), default="2026", show_default=True)
+@click.option("--rules", type=click.Choice(list(RULES)), default="2026", show_default=True)
 @click.option(
     "--test-cases",
     type=click.IntRange(1),
-    default=600,
+    default=DEFAULT_TEST_CASES,
     show_default=True,
     help="Cases in the test phase, for the projected run time.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(1),
+    help="Seconds for the whole test set instead of the rules' (2026: 8 h; 2025: none).",
 )
 @click.option("--keep-output", type=dir_path, help="Keep the image's outputs in this folder.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
@@ -175,20 +181,20 @@ def rehearse(
     task: str | None,
     rules: str,
     test_cases: int,
+    time_limit: float | None,
     keep_output: Path | None,
     as_json: bool,
 ) -> None:
     """Run IMAGE on --input exactly as the organisers will, check what it wrote and report
     seconds per case, peak memory, the projected test-phase time, size and CUDA needs;
     exit 0 only when the submission would pass."""
-    from submission.workbench.rehearse import TASK_SCHEMES
     from submission.workbench.rehearse import rehearse as run_rehearsal
 
-    labels = None if task is None else TASK_SCHEMES.get(task.upper(), task)
-    if labels is not None and labels not in SCHEMES:
-        choices = ", ".join([*SCHEMES, *TASK_SCHEMES])
-        raise click.BadParameter(f"{task!r}: choose one of {choices}", param_hint="--task")
-    result = run_rehearsal(image, input_dir, rules, labels, test_cases, keep_output)
+    try:
+        labels = None if task is None else scheme_of_task(task).name
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--task") from None
+    result = run_rehearsal(image, input_dir, rules, labels, test_cases, keep_output, time_limit)
     click.echo(result.to_json() if as_json else result.text())
     if not result.ok:
         click.echo(f"--- container log (tail)\n{result.logs[-3000:]}", err=True)
