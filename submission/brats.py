@@ -181,21 +181,12 @@ SCHEMES: dict[str, LabelScheme] = {
             # Regions cannot tell a cystic component from NETC: TC minus ET becomes NETC.
             (("WT", "ED"), ("TC", "NETC"), ("ET", "ET")),
         ),
+        # MEN-RT (CONTRACT.md section 7, brats-evaluation config_MenRT.yaml): one label.
+        _scheme("men-rt", {"GTV": 1}, {"GTV": ("GTV",)}, (("GTV", "GTV"),)),
     )
 }
 
 DEFAULT_SCHEME = "2021"
-
-#: The tasks of CONTRACT.md section 7 whose labels a scheme above describes (upper case).
-#: MEN-RT (one label, GTV) has none yet: the task registry of a later issue adds it.
-TASK_SCHEMES: dict[str, str] = {
-    "GLI": "2024-gli",
-    "MET": "2024-gli",
-    "PED": "2024-ped",
-    "MEN": "2023",
-    "SSA": "2023",
-    "GOAT": "2023",
-}
 
 
 def get_scheme(name: str) -> LabelScheme:
@@ -206,21 +197,6 @@ def get_scheme(name: str) -> LabelScheme:
         raise ValueError(
             f"unknown label scheme {name!r}; choose one of {', '.join(SCHEMES)}"
         ) from None
-
-
-def scheme_of_task(name: str) -> LabelScheme:
-    """The label scheme of a task (``GLI``, any case) or a scheme named directly.
-
-    Raises:
-        ValueError: neither, listing both kinds of name.
-    """
-    scheme = TASK_SCHEMES.get(str(name).upper(), str(name))
-    if scheme not in SCHEMES:
-        raise ValueError(
-            f"unknown task or label scheme {name!r}; choose a task "
-            f"({', '.join(TASK_SCHEMES)}) or a scheme ({', '.join(SCHEMES)})"
-        )
-    return SCHEMES[scheme]
 
 
 def labels_to_regions(seg_dhw: np.ndarray, scheme: LabelScheme | str) -> np.ndarray:

@@ -10,8 +10,11 @@ import click
 from submission.brats import SCHEMES
 from submission.predict.backends import BACKENDS, DEVICES, PRECISIONS
 from submission.predict.options import MAX_THREADS, parse_threshold
+from submission.tasks import AUTO, TASKS
 
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
+#: ``--task``: a registry key (any case) or ``auto``.
+TASK_CHOICE = click.Choice([*TASKS, AUTO], case_sensitive=False)
 # Paths are not checked by click: a missing folder is an unusable folder (exit 3), with the
 # library's message, not a usage error.
 dir_path = click.Path(file_okay=False, path_type=Path)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from submission.brats import LAYOUT_YEARS, TUMOUR_REGIONS, scheme_of_task
-from submission.cli.types import SCHEME_CHOICE, dir_path, file_path, runtime_options
+from submission.brats import LAYOUT_YEARS, TUMOUR_REGIONS
+from submission.cli.types import SCHEME_CHOICE, TASK_CHOICE, dir_path, file_path, runtime_options
 from submission.exit_codes import (
     EXIT_FAILED,
     EXIT_OK,
@@ -17,6 +17,7 @@ from submission.exit_codes import (
     UnusableError,
     exit_on_error,
 )
+from submission.tasks import TaskError, get_task
 from submission.workbench.rehearse_checks import DEFAULT_TEST_CASES, RULES
 
 __all__ = ["evaluate", "package", "rehearse", "synth", "tune", "validate", "view"]
@@ -79,15 +80,20 @@ def validate(input_dir: Path, output: Path | None, labels: str) -> None:
     help="Whose metrics: CaPTk 2021, lesion-wise 2023, panoptica 2025.",
 )
 @click.option(
+    "--task",
+    type=TASK_CHOICE,
+    help="The task (or auto, from the reference case ids): sets --labels and --cohort to "
+    "the task's label scheme and official configuration.",
+)
+@click.option(
     "--labels",
     type=SCHEME_CHOICE,
-    help="Label scheme of the files [2021 for --scheme 2021, else 2023].",
+    help="Label scheme of the files [the task's; else 2021 for --scheme 2021, else 2023].",
 )
 @click.option(
     "--cohort",
-    default="gli",
-    show_default=True,
-    help="Cohort parameters for 2023/2025 (gli, ssa, ped, men, met).",
+    help="Cohort parameters for 2023/2025 (gli, ssa, ped, men, met; 2025 also mets, "
+    "menpre, menrt, goat) [the task's, else gli].",
 )
 @click.option("--csv", "csv_path", type=file_path)
 @click.option("--json", "json_path", type=file_path)
@@ -113,13 +119,19 @@ def validate(input_dir: Path, output: Path | None, labels: str) -> None:
 # file, ImportError a package this installation lacks (matplotlib, panoptica).
 @exit_on_error({ValueError: UnusableError, OSError: UnusableError, ImportError: UnavailableError})
 def evaluate(
-    pred: Path, ref: Path, scheme: str, labels: str | None, cohort: str, **outputs: Path | None
+    pred: Path,
+    ref: Path,
+    scheme: str,
+    task: str | None,
+    labels: str | None,
+    cohort: str | None,
+    **outputs: Path | None,
 ) -> None:
     """Score predictions against references as the organisers do."""
     from submission.evaluation import evaluate_folders
     from submission.evaluation.outputs import write_outputs
 
-    result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort)
+    result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort, task=task)
     click.echo(result.format_table())
     for case_id in result.missing:
         click.echo(f"missing prediction: {case_id} (scored as the organisers do)")
@@ -156,8 +168,9 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
 @click.option("--input", "input_dir", required=True, type=dir_path, help="Cases to run on.")
 @click.option(
     "--task",
-    help="Label scheme of the outputs: a task (GLI, MET, PED, MEN, SSA, GoAT) or a scheme "
-    "name [the scheme the image's org.bratskit.label-scheme label names, else 2021].",
+    help="The task whose label scheme the outputs follow (a registry name such as gli-post "
+    "or men-rt, or the organisers' GLI, MET, PED, MEN, MEN-RT, SSA, GoAT) [the scheme the "
+    "image's org.bratskit.label-scheme label names, else 2021].",
 )
 @click.option("--rules", type=click.Choice(list(RULES)), default="2026", show_default=True)
 @click.option(
@@ -191,8 +204,8 @@ def rehearse(
     from submission.workbench.rehearse import rehearse as run_rehearsal
 
     try:
-        labels = None if task is None else scheme_of_task(task).name
-    except ValueError as exc:
+        labels = None if task is None else get_task(task).scheme
+    except TaskError as exc:
         raise click.BadParameter(str(exc), param_hint="--task") from None
     result = run_rehearsal(image, input_dir, rules, labels, test_cases, keep_output, time_limit)
     click.echo(result.to_json() if as_json else result.text())

@@ -37,6 +37,7 @@ from submission.evaluation.panoptica_2025 import (
 from submission.evaluation.report import EvaluationResult
 from submission.exit_codes import BadValueError
 from submission.io.nifti import Grid, NiftiError, read_label_map
+from submission.tasks import AUTO, TASKS, resolve_task
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,12 @@ def check_labels(seg: np.ndarray, labels: str, path: Path) -> None:
     if present <= scheme.valid_labels:
         return
     fits = [name for name, s in SCHEMES.items() if present <= s.valid_labels]
-    fix = f"pass --labels {' or '.join(fits)}" if fits else "no label scheme holds them all"
+    tasks = [t.name for t in TASKS.values() if t.scheme in fits]
+    fix = (
+        f"pass --task {' or '.join(tasks)} (or --labels {' or '.join(fits)})"
+        if fits
+        else "no label scheme holds them all"
+    )
     raise LabelSchemeError(
         f"{path} holds labels {sorted(present - scheme.valid_labels)} outside the {labels} "
         f"scheme (valid: {sorted(scheme.valid_labels)}): scored as {labels} they would give "
@@ -126,12 +132,31 @@ def _score_case(pair: CasePair, scheme: str, score: _Scorer, result: EvaluationR
     result.add_case(pair.case, score(pred, ref, ref_grid.spacing))
 
 
+def _warn_if_another_task(pairs: list[CasePair], labels: str) -> None:
+    """Warn when the case ids name a task whose labels are not the default ``labels``: its
+    maps read in the wrong scheme may hold only valid values and still score wrongly."""
+    try:
+        found = resolve_task(AUTO, (pair.case for pair in pairs))
+    except ValueError:
+        return
+    if found.scheme != labels:
+        logger.warning(
+            "the case ids are those of task %s (labels %s) but the maps are read as %s: "
+            "pass --task %s (or --task auto)",
+            found.name,
+            found.scheme,
+            labels,
+            found.name,
+        )
+
+
 def evaluate_folders(
     pred_dir: Path,
     ref_dir: Path,
     scheme: str,
     labels: str | None = None,
-    cohort: str = "gli",
+    cohort: str | None = None,
+    task: str | None = None,
 ) -> EvaluationResult:
     """Score every reference case against its prediction, as the organisers would.
 
@@ -145,23 +170,45 @@ def evaluate_folders(
             ``2023`` otherwise.
         cohort: selects the 2023 dilation and volume threshold (gli, ssa, ped, men, met)
             or the 2025 config (gli, mets, ped, menpre, menrt, goat); ignored for 2021.
+            Default: the task's, else ``gli``.
+        task: a task of :data:`submission.tasks.TASKS`, or ``auto`` (recognised from the
+            reference case ids): sets ``labels`` and ``cohort`` together, so that neither
+            can be forgotten; explicit ``labels`` or ``cohort`` still override it.
 
     Returns:
         The per-case rows and the missing, unmatched and failed cases.
 
     Raises:
-        ValueError: unknown scheme, labels or cohort; bad or empty folders.
+        ValueError: unknown scheme, labels, cohort or task; bad or empty folders.
         ImportError: scheme 2025 without panoptica (``pip install bratskit[eval]``).
         LabelSchemeError: a file holds labels outside ``labels`` (the wrong scheme).
     """
     scheme = str(scheme)
     if scheme not in DEFAULT_LABELS:
         raise ValueError(f"unknown evaluation scheme {scheme!r}; choose one of 2021, 2023, 2025")
-    labels = get_scheme(labels or DEFAULT_LABELS[scheme]).name
-    score = _scorer(scheme, labels, cohort)
     pairs, unmatched = match_cases(Path(pred_dir), Path(ref_dir))
+    if task is not None:
+        found = resolve_task(task, (pair.case for pair in pairs))
+        labels = labels or found.scheme
+        cohort = cohort or (found.cohort_2023 if scheme == "2023" else found.config_2025)
+        logger.info(
+            "task %s%s: labels %s, cohort %s",
+            found.name,
+            " (recognised from the case ids)" if task.lower() == AUTO else "",
+            labels,
+            cohort,
+        )
+    elif labels is None:
+        _warn_if_another_task(pairs, DEFAULT_LABELS[scheme])
+    labels = get_scheme(labels or DEFAULT_LABELS[scheme]).name
+    cohort = cohort or "gli"
+    score = _scorer(scheme, labels, cohort)
     result = EvaluationResult(
-        scheme=scheme, labels=labels, cohort=cohort.lower(), unmatched=unmatched
+        scheme=scheme,
+        labels=labels,
+        cohort=cohort.lower(),
+        unmatched=unmatched,
+        task=None if task is None else found.name,
     )
     for name in unmatched:
         logger.warning("prediction %s matches no reference case", name)

@@ -112,6 +112,7 @@ class EvaluationResult:
         failed: case id -> reason, for cases whose files could not be scored (scored as
             missing predictions when the reference was readable, left out otherwise).
         cohort: cohort whose parameters were used (2023, 2025; ignored by 2021).
+        task: the task (:mod:`submission.tasks`) that chose labels and cohort, if any.
     """
 
     scheme: str
@@ -121,6 +122,7 @@ class EvaluationResult:
     unmatched: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     cohort: str = "gli"
+    task: str | None = None
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -173,6 +175,7 @@ class EvaluationResult:
                 "scheme": self.scheme,
                 "labels": self.labels,
                 "cohort": self.cohort,
+                "task": self.task,
                 "rows": self.rows,
                 "summary": self.summary(),
                 "missing": self.missing,
@@ -204,7 +207,8 @@ class EvaluationResult:
     def format_table(self) -> str:
         """Fixed-width summary: one line per region and metric, with the case count."""
         header = (
-            f"scheme {self.scheme}, labels {self.labels}"
+            (f"task {self.task}, " if self.task else "")
+            + f"scheme {self.scheme}, labels {self.labels}"
             + (f", cohort {self.cohort}" if self.scheme != "2021" else "")
             + f": {len(self.cases)} cases, {len(self.missing)} missing, "
             f"{len(self.failed)} failed, {len(self.unmatched)} unmatched predictions"
@@ -236,6 +240,7 @@ class EvaluationResult:
         lines = [
             f"# Evaluation: {SCHEME_TITLES[self.scheme]}",
             "",
+            *([f"- task: {self.task}"] if self.task else []),
             f"- label scheme: {self.labels}",
             *([f"- cohort: {self.cohort}"] if self.scheme != "2021" else []),
             f"- cases scored: {scored}",

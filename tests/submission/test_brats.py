@@ -10,7 +10,6 @@ from submission.brats import (
     parse_filename,
     prediction_filename,
     regions_to_labels,
-    scheme_of_task,
 )
 
 
@@ -89,28 +88,6 @@ def test_unknown_scheme_names_the_choices():
 def test_wrong_region_count_is_an_error():
     with pytest.raises(ValueError, match="needs 4 regions"):
         regions_to_labels(np.zeros((3, 2, 2, 2), bool), "2024-gli")
-
-
-@pytest.mark.parametrize(
-    ("name", "scheme"),
-    [
-        ("GLI", "2024-gli"),
-        ("met", "2024-gli"),
-        ("PED", "2024-ped"),
-        ("GoAT", "2023"),
-        ("SSA", "2023"),
-        ("MEN", "2023"),
-        ("2021", "2021"),
-        ("2024-ped", "2024-ped"),
-    ],
-)
-def test_a_task_or_a_scheme_name_gives_its_scheme(name, scheme):
-    assert scheme_of_task(name) is SCHEMES[scheme]
-
-
-def test_an_unknown_task_lists_tasks_and_schemes():
-    with pytest.raises(ValueError, match=r"'MEN-RT'.*GLI, MET.*2021, 2023"):
-        scheme_of_task("MEN-RT")
 
 
 @pytest.mark.parametrize(

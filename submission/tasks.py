@@ -1,0 +1,277 @@
+"""The BraTS task registry: one entry per segmentation task of 2021 to 2026.
+
+Part of the BraTS vocabulary (with :mod:`submission.brats`, which owns the label
+integers: a task names its label scheme, never a label value). Facts follow CONTRACT.md
+section 7 and the organisers' public materials: ``brats-evaluation``'s bundled
+``config_<task>.yaml`` (the groups each config scores) and the case-id conventions of
+the ``brats`` orchestrator's metadata.
+
+Each :class:`Task` says which modalities a case has (required and optional), how its
+files are named, its label scheme, the regions a model predicts (sigmoid outputs, the
+scheme's regions) and the groups the organisers score, the official evaluation
+configuration of 2023 and 2025, how a case id is recognised, the output-name rule and
+the geometry. :func:`detect_task` recognises a task from case ids (``--task auto``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from submission.brats import MODALITIES, LabelScheme, get_scheme
+
+#: Geometries of CONTRACT.md section 7: the 1 mm BraTS (SRI24) space, MNI152 and the
+#: scanner's native space (any spacing).
+GEOMETRIES: tuple[str, ...] = ("brats", "mni", "native")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One BraTS segmentation task.
+
+    Attributes:
+        name: registry key (``gli-post``), what ``--task`` takes.
+        title: what the task is, for tables and messages.
+        modalities: modalities every case has, in :data:`~submission.brats.MODALITIES` order.
+        optional: modalities a case may lack (MET 2026: t2w).
+        naming: file-name convention: ``2021`` (``<id>_t1ce.nii.gz``), ``2023``
+            (``<id>-t1c.nii.gz``) or ``men-rt`` (``<id>_t1c.nii.gz``).
+        scheme: label scheme name (:data:`submission.brats.SCHEMES`).
+        scored: groups the organisers score, upper case, in the config's order.
+        config_2025: the ``brats-evaluation`` config (``brats-evaluate --config``), or
+            None where the 2025 evaluator has none (2021).
+        cohort_2023: the 2023 lesion-wise script's cohort (dilation, volume threshold).
+        case_id: regular expression a case id of the task matches.
+        output_rule: how the one output file is named.
+        geometry: one of :data:`GEOMETRIES`.
+    """
+
+    name: str
+    title: str
+    modalities: tuple[str, ...]
+    optional: tuple[str, ...]
+    naming: str
+    scheme: str
+    scored: tuple[str, ...]
+    config_2025: str | None
+    cohort_2023: str
+    case_id: str
+    output_rule: str
+    geometry: str
+
+    @property
+    def label_scheme(self) -> LabelScheme:
+        """The task's :class:`~submission.brats.LabelScheme`."""
+        return get_scheme(self.scheme)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The regions a model of the task predicts, in the scheme's order."""
+        return self.label_scheme.region_names
+
+    def matches(self, case_id: str) -> bool:
+        """True when ``case_id`` follows the task's case-id convention."""
+        return bool(re.fullmatch(self.case_id, case_id))
+
+
+_ALL = MODALITIES
+_NAMED_BY_FOLDER = "<case folder name>.nii.gz (ends in NNNNN-NNN.nii.gz)"
+#: 2024+ ids: ``BraTS-<TASK>-NNNNN-NNN`` (post-treatment timepoints end in ``-1xx``).
+_ID_2024 = r"BraTS-{}-\d{{5}}-\d{{3}}"
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "gli-2021",
+            "adult glioma, BraTS 2021 (RSNA-ASNR-MICCAI)",
+            _ALL,
+            (),
+            "2021",
+            "2021",
+            ("WT", "TC", "ET"),
+            None,
+            "gli",
+            r"BraTS(2021|20)_[A-Za-z_]*\d+",
+            "<id>.nii.gz",
+            "brats",
+        ),
+        Task(
+            "gli-2023",
+            "adult glioma, pre-treatment (2023)",
+            _ALL,
+            (),
+            "2023",
+            "2023",
+            ("WT", "TC", "ET"),
+            "gli",
+            "gli",
+            r"BraTS-GLI-\d{5}-0\d{2}",
+            _NAMED_BY_FOLDER,
+            "brats",
+        ),
+        Task(
+            "gli-post",
+            "adult glioma, pre- and post-treatment with resection cavity (2024+)",
+            _ALL,
+            (),
+            "2023",
+            "2024-gli",
+            ("NETC", "SNFH", "ET", "RC", "TC", "WT"),
+            "gli",
+            "gli",
+            _ID_2024.format("GLI"),
+            _NAMED_BY_FOLDER,
+            "mni",
+        ),
+        Task(
+            "met",
+            "brain metastases (2026: t2w may be absent)",
+            ("t1n", "t1c", "t2f"),
+            ("t2w",),
+            "2023",
+            "2024-gli",
+            ("ET", "RC", "TC", "WT"),
+            "mets",
+            "met",
+            _ID_2024.format("MET"),
+            _NAMED_BY_FOLDER,
+            "native",
+        ),
+        Task(
+            "ped",
+            "paediatric tumours (2026: not skull-stripped)",
+            _ALL,
+            (),
+            "2023",
+            "2024-ped",
+            ("ET", "NETC", "CC", "ED", "TC", "WT"),
+            "ped",
+            "ped",
+            _ID_2024.format("PED"),
+            _NAMED_BY_FOLDER,
+            "brats",
+        ),
+        Task(
+            "men",
+            "meningioma, pre-operative",
+            _ALL,
+            (),
+            "2023",
+            "2023",
+            ("ET", "TC", "WT"),
+            "MenPre",
+            "men",
+            _ID_2024.format("MEN"),
+            _NAMED_BY_FOLDER,
+            "brats",
+        ),
+        Task(
+            "men-rt",
+            "meningioma radiotherapy (t1c only, gross tumour volume)",
+            ("t1c",),
+            (),
+            "men-rt",
+            "men-rt",
+            ("GTV",),
+            "MenRT",
+            "men",
+            r"BraTS-MEN-RT-\d{4}-\d+",
+            "<id>.nii.gz",
+            "native",
+        ),
+        # SSA has no config of its own in brats-evaluation; the glioma one scores its
+        # three regions (CONTRACT.md section 7: "most likely gli", its labels have no RC).
+        Task(
+            "ssa",
+            "glioma in sub-Saharan Africa",
+            _ALL,
+            (),
+            "2023",
+            "2023",
+            ("ET", "TC", "WT"),
+            "gli",
+            "ssa",
+            _ID_2024.format("SSA"),
+            _NAMED_BY_FOLDER,
+            "brats",
+        ),
+        Task(
+            "goat",
+            "generalisability across tumours (GoAT)",
+            _ALL,
+            (),
+            "2023",
+            "2023",
+            ("ET", "TC", "WT"),
+            "GoAT",
+            "gli",
+            r"BraTS-GoAT-\d{5}(-\d{3})?",
+            _NAMED_BY_FOLDER,
+            "brats",
+        ),
+    )
+}
+
+DEFAULT_TASK = "gli-2021"
+AUTO = "auto"
+#: Short names the organisers use (``GLI``, ``MEN-RT``) -> registry key.
+_ALIASES = {
+    "gli": "gli-post",
+    "mets": "met",
+    "menpre": "men",
+    "menrt": "men-rt",
+    "gli-pre": "gli-2023",
+    "2021": "gli-2021",
+}
+
+
+class TaskError(ValueError):
+    """An unknown task name, or case ids no task (or more than one) recognises."""
+
+
+def get_task(name: str) -> Task:
+    """A task by registry key or organisers' short name (any case: ``GLI``, ``MEN-RT``).
+
+    Raises:
+        TaskError: unknown, listing the registry.
+    """
+    key = str(name).lower()
+    key = _ALIASES.get(key, key)
+    try:
+        return TASKS[key]
+    except KeyError:
+        raise TaskError(
+            f"unknown task {name!r}; choose one of {', '.join(TASKS)} (or {AUTO})"
+        ) from None
+
+
+def detect_task(case_ids: Iterable[str]) -> Task:
+    """The task whose case-id convention every id follows (``--task auto``); where two
+    do (``BraTS-GLI-00001-000`` is both 2023 and 2024+ glioma), the first in registry
+    order, the older one: a 2024+ set holds post-treatment timepoints (``-1xx``) too.
+
+    Raises:
+        TaskError: no ids, an id of no known task, or ids no single task covers; the
+            message names the ids and the fix (``--task``).
+    """
+    ids = sorted(set(case_ids))
+    if not ids:
+        raise TaskError("no case ids to recognise the task from; pass --task")
+    for case_id in ids:
+        if not any(t.matches(case_id) for t in TASKS.values()):
+            raise TaskError(
+                f"case id {case_id!r} follows no task's naming; pass --task ({', '.join(TASKS)})"
+            )
+    for task in TASKS.values():
+        if all(task.matches(case_id) for case_id in ids):
+            return task
+    first = {next(t.name for t in TASKS.values() if t.matches(i)): i for i in ids}
+    mixed = "; ".join(f"{case_id} ({task})" for task, case_id in sorted(first.items()))
+    raise TaskError(f"the cases belong to several tasks: {mixed}; pass --task")
+
+
+def resolve_task(name: str, case_ids: Iterable[str] = ()) -> Task:
+    """``--task``: a registry name, or ``auto`` recognised from ``case_ids``."""
+    return detect_task(case_ids) if str(name).lower() == AUTO else get_task(name)
