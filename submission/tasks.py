@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from submission.brats import MODALITIES, LabelScheme, get_scheme
+from submission.exit_codes import BadValueError
 
 #: Geometries of CONTRACT.md section 7: the 1 mm BraTS (SRI24) space, MNI152 and the
 #: scanner's native space (any spacing).
@@ -69,6 +70,11 @@ class Task:
     def regions(self) -> tuple[str, ...]:
         """The regions a model of the task predicts, in the scheme's order."""
         return self.label_scheme.region_names
+
+    @property
+    def numbered_output(self) -> bool:
+        """True when outputs are matched by a name ending in ``NNNNN-NNN.nii.gz``."""
+        return "NNNNN-NNN" in self.output_rule
 
     def matches(self, case_id: str) -> bool:
         """True when ``case_id`` follows the task's case-id convention."""
@@ -227,7 +233,7 @@ _ALIASES = {
 }
 
 
-class TaskError(ValueError):
+class TaskError(ValueError, BadValueError):
     """An unknown task name, or case ids no task (or more than one) recognises."""
 
 

@@ -55,15 +55,21 @@ def synth(
 @click.command()
 @click.argument("input_dir", metavar="INPUT", type=dir_path)
 @click.option("--output", type=dir_path, help="Also check this output folder against INPUT.")
-@click.option("--labels", type=SCHEME_CHOICE, default="2021", show_default=True)
+@click.option(
+    "--task",
+    type=TASK_CHOICE,
+    help="Check the outputs by this task's labels and output-name rule (auto: from the "
+    "input's case ids).",
+)
+@click.option("--labels", type=SCHEME_CHOICE, help="Label scheme [the task's, else 2021].")
 @exit_on_error()
-def validate(input_dir: Path, output: Path | None, labels: str) -> None:
+def validate(input_dir: Path, output: Path | None, task: str | None, labels: str | None) -> None:
     """Check INPUT (and OUTPUT against it) by the challenge rules; exit 0 only if all valid."""
     from submission.workbench.validate import validate_input, validate_output
 
     reports = [(validate_input(input_dir), f"input {input_dir}")]
     if output is not None:
-        reports.append((validate_output(input_dir, output, labels), f"output {output}"))
+        reports.append((validate_output(input_dir, output, labels, task), f"output {output}"))
     for report, title in reports:
         click.echo(report.text(title))
     sys.exit(EXIT_OK if all(report.ok for report, _ in reports) else EXIT_FAILED)

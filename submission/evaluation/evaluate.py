@@ -186,6 +186,8 @@ def evaluate_folders(
     scheme = str(scheme)
     if scheme not in DEFAULT_LABELS:
         raise ValueError(f"unknown evaluation scheme {scheme!r}; choose one of 2021, 2023, 2025")
+    if scheme == "2025":
+        load_evaluator("gli")  # a missing panoptica fails first, before the folders are read
     pairs, unmatched = match_cases(Path(pred_dir), Path(ref_dir))
     if task is not None:
         found = resolve_task(task, (pair.case for pair in pairs))

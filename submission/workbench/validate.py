@@ -2,7 +2,9 @@
 
 Output rules: exactly one ``<case-id>.nii.gz`` per input case and nothing else;
 each readable, 3-D, integer-valued, labels within the scheme, and on the input's
-exact grid (shape, and every coded transform equal to the input's affine).
+exact grid (shape, and every coded transform equal to the input's affine). With a task
+(:mod:`submission.tasks`), its label scheme, and its output-name rule: 2024+ tasks are
+matched by a name ending in ``NNNNN-NNN.nii.gz``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from submission.brats import get_scheme, parse_filename, prediction_filename
+from submission.brats import get_scheme, has_case_number, parse_filename, prediction_filename
 from submission.io.cases import CaseError, InputError, discover_cases, load_case, read_case_grid
 from submission.io.label_maps import check_label_file, older_than_inputs
 from submission.io.nifti import Grid
+from submission.tasks import resolve_task
 
 
 @dataclass(frozen=True)
@@ -86,18 +89,30 @@ def _unexpected(name: str, expected: set[str]) -> str:
     return "unexpected entry: the output folder may hold only <case-id>.nii.gz files"
 
 
-def validate_output(input_dir: Path, output_dir: Path, labels: str = "2021") -> Report:
+def validate_output(
+    input_dir: Path, output_dir: Path, labels: str | None = None, task: str | None = None
+) -> Report:
     """Check ``output_dir`` against the cases of ``input_dir``.
+
+    Args:
+        labels: label scheme the outputs must hold [the task's, else 2021].
+        task: a task name or ``auto`` (recognised from the input's case ids): its label
+            scheme and output-name rule.
 
     Raises:
         InputError: the input folder is unusable or the output folder is missing.
+        TaskError: an unknown task, or ids ``auto`` cannot recognise.
     """
-    scheme = get_scheme(labels)
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise InputError(f"output folder {output_dir} does not exist or is not a folder")
     found = discover_cases(input_dir)
     report = Report(warnings=list(found.warnings))
+    ids = [case.case_id for case in found.cases] + [e.case_id for e in found.errors]
+    rules = None if task is None else resolve_task(task, ids)
+    scheme = get_scheme(labels or (rules.scheme if rules else "2021"))
+    if rules is not None:
+        report.warnings.append(f"task {rules.name}: labels {scheme.name}")
     grids: dict[str, Grid | None] = {e.case_id: None for e in found.errors}
     cases = {case.case_id: case for case in found.cases}
     for case in found.cases:
@@ -122,5 +137,10 @@ def validate_output(input_dir: Path, output_dir: Path, labels: str = "2021") -> 
                 "earlier version of the case? predict it again"
             )
         problems = check_label_file(path, scheme, grids[case_id])
+        if rules is not None and rules.numbered_output and not has_case_number(case_id):
+            problems.append(
+                f"task {rules.name} matches outputs by a name ending in NNNNN-NNN.nii.gz: "
+                "name the case folder (and so its output) by the full case id"
+            )
         report.findings.append(Finding(name, "; ".join(problems) or None))
     return report

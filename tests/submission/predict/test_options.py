@@ -165,3 +165,16 @@ def test_predict_takes_one_threshold_per_region(case_factory, tmp_path):
     )  # fmt: skip
     assert bad.returncode == 2 and "Invalid value for '--threshold'" in bad.stderr
     assert "per-region thresholds need exactly WT, TC, ET, got WT" in bad.stderr
+
+
+def test_labels_of_regions_the_bundle_never_predicts_are_refused(case_factory, tmp_path):
+    # A WT/TC/ET bundle written in the MEN-RT scheme (GTV) would give empty maps only.
+    bundle = channel_bundle(tmp_path / "b")
+    with pytest.raises(ValueError, match="labels men-rt need regions GTV; this bundle's members"):
+        PredictOptions(labels="men-rt").resolve(read_manifest(bundle))
+    run = bratskit(
+        "predict", "--input", case_factory(), "--output", tmp_path / "o", "--bundle", bundle,
+        "--labels", "men-rt",
+    )  # fmt: skip
+    assert run.returncode == 2 and "labels men-rt need regions GTV" in run.stderr
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

@@ -184,3 +184,25 @@ def test_an_output_older_than_its_inputs_is_a_warning(folders):
         f"{IDS[0]}.nii.gz is older than case {IDS[0]}'s input files: a prediction of an "
         "earlier version of the case? predict it again"
     ]
+
+
+def test_a_task_sets_the_labels_and_its_output_name_rule(case_factory, tmp_path):
+    # A 2024+ glioma output holds the resection cavity (4) and NETC/SNFH/ET 1/2/3.
+    ids = ["BraTS-GLI-02001-100", "Case7"]
+    root = case_factory("2023-folders", ids)
+    out = tmp_path / "out"
+    out.mkdir()
+    grid = grid_of(nib.load(next((root / ids[0]).glob("*-t1n.nii.gz"))))
+    seg = np.zeros(SMALL_SHAPE, np.uint8)
+    seg[10:14, 10:14, 10:14], seg[11:13, 11:13, 11:13], seg[0:3, 0:3, 0:3] = 2, 3, 4
+    for cid in ids:
+        write_label_map(seg, grid, out / f"{cid}.nii.gz")
+    report = validate_output(root, out, task="gli-post")
+    found = {f.subject: f.problem for f in report.failures}
+    assert "BraTS-GLI-02001-100.nii.gz" not in found  # label 4 is the cavity here
+    assert "matches outputs by a name ending in NNNNN-NNN.nii.gz" in found["Case7.nii.gz"]
+    # The 2023 scheme (the same folder read without the task) has no 4.
+    assert (
+        "labels [4] are not in the 2023 scheme"
+        in problems(root, out, "2023")[1][f"{ids[0]}.nii.gz"]
+    )
