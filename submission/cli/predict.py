@@ -11,6 +11,7 @@ import click
 
 from submission.cli.types import (
     SCHEME_CHOICE,
+    TASK_NAME_CHOICE,
     THRESHOLD,
     any_path,
     dir_path,
@@ -57,7 +58,10 @@ def bundle_command(
 @click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
 @click.option("--et-replace", type=click.Choice(ET_REPLACEMENTS), help="What small ET becomes.")
 @click.option("--threshold", type=THRESHOLD, help="Probability, or WT=P,TC=P,ET=P [bundle's, 0.5].")
-@click.option("--labels", type=SCHEME_CHOICE, help="Label scheme written [bundle's].")
+@click.option(
+    "--task", type=TASK_NAME_CHOICE, help="Write the labels of this task [bundle's scheme]."
+)
+@click.option("--labels", type=SCHEME_CHOICE, help="Label scheme written [the task's, bundle's].")
 @click.option("--tta", is_flag=True, help="Mirroring test-time augmentation (8 flips).")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), help="Sliding window.")
 @click.option(
@@ -104,6 +108,11 @@ def predict(
     runtime = RuntimeOptions(*(flags.pop(k) for k in ("backend", "device", "precision", "threads")))
     run = {"overlap_io": not flags.pop("sequential"), "resume": flags.pop("resume")}
     flags["max_memory_gb"] = flags.pop("max_memory")
+    task = flags.pop("task")
+    if task is not None and flags["labels"] is None:
+        from submission.tasks import get_task
+
+        flags["labels"] = get_task(task).scheme
     with interruptible():
         try:
             engine = Engine(bundle, PredictOptions(**flags), runtime)

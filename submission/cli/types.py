@@ -15,6 +15,8 @@ from submission.tasks import AUTO, TASKS
 SCHEME_CHOICE = click.Choice(list(SCHEMES))
 #: ``--task``: a registry key (any case) or ``auto``.
 TASK_CHOICE = click.Choice([*TASKS, AUTO], case_sensitive=False)
+#: ``predict --task``: a registry key; the container's labels never depend on case names.
+TASK_NAME_CHOICE = click.Choice(list(TASKS), case_sensitive=False)
 # Paths are not checked by click: a missing folder is an unusable folder (exit 3), with the
 # library's message, not a usage error.
 dir_path = click.Path(file_okay=False, path_type=Path)

@@ -5,11 +5,14 @@ ValueError for an option (exit 2), a BundleError naming the key for a manifest v
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from submission.io.nifti import read_label_map
 from submission.predict.bundle import BundleError, read_manifest
 from submission.predict.options import (
     PredictOptions,
@@ -178,3 +181,19 @@ def test_labels_of_regions_the_bundle_never_predicts_are_refused(case_factory, t
     )  # fmt: skip
     assert run.returncode == 2 and "labels men-rt need regions GTV" in run.stderr
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_predict_task_writes_that_tasks_labels(case_factory, tmp_path):
+    inputs = case_factory()
+    bundle = channel_bundle(tmp_path / "b")
+    args = ("predict", "--input", inputs, "--bundle", bundle)
+    ped = bratskit(*args, "--output", tmp_path / "ped", "--task", "ped")
+    assert ped.returncode == 0, ped.stderr
+    flat = bratskit(*args, "--output", tmp_path / "flat", "--labels", "2024-ped")
+    assert flat.returncode == 0, flat.stderr
+    (name,) = os.listdir(tmp_path / "ped")
+    by_task, _ = read_label_map(tmp_path / "ped" / name)
+    by_labels, _ = read_label_map(tmp_path / "flat" / name)
+    assert np.array_equal(by_task, by_labels) and by_task.any()
+    men_rt = bratskit(*args, "--output", tmp_path / "rt", "--task", "MEN-RT")
+    assert men_rt.returncode == 2 and "labels men-rt need regions GTV" in men_rt.stderr
