@@ -48,6 +48,32 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+class _Deferral:
+    """Whether the main thread is inside :func:`uninterrupted`, and the signal that came."""
+
+    depth = 0
+    signum: int | None = None
+
+
+_deferral = _Deferral()
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A signal that arrives inside the block raises :class:`Interrupted` where it ends,
+    not half-way: for steps that must not be cut in two, such as a write handed to the
+    writer thread and recorded as pending (cut between the two, the write would finish
+    unrecorded and the run would report the case as not reached)."""
+    _deferral.depth += 1
+    try:
+        yield
+    finally:
+        _deferral.depth -= 1
+        if _deferral.depth == 0 and _deferral.signum is not None:
+            signum, _deferral.signum = _deferral.signum, None
+            raise Interrupted(signum)
+
+
 @contextmanager
 def interruptible() -> Iterator[None]:
     """For the block's duration, the first SIGTERM or SIGINT raises :class:`Interrupted` in
@@ -67,6 +93,9 @@ def interruptible() -> Iterator[None]:
             return
         raised = True
         log.warning("%s: stopping; the case being written is finished, later ones are not", name)
+        if _deferral.depth:
+            _deferral.signum = signum  # raised where the uninterrupted block ends
+            return
         raise Interrupted(signum)
 
     previous = {s: signal.signal(s, handle) for s in SIGNALS}

@@ -13,6 +13,7 @@ nibabel's gzip decoding, numpy and the backends release the GIL for their heavy 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -28,7 +29,7 @@ import numpy as np
 from submission.brats import prediction_filename
 from submission.io.cases import Case, CaseError, discover_cases, load_case
 from submission.io.nifti import Grid, write_label_map
-from submission.predict.interruption import Interrupted
+from submission.predict.interruption import Interrupted, uninterrupted
 from submission.predict.output_folder import (
     OutputLock,
     check_folders,
@@ -203,7 +204,10 @@ def _run(
                 if segmented is not None:
                     out, seconds = segmented
                     path = output_dir / prediction_filename(case.case_id)
-                    pending.append((case, out, seconds, writer.submit(_write, out, path)))
+                    # Overlapped, a write handed over is always a write recorded (a
+                    # sequential write runs inline: a signal abandons it, as documented).
+                    with uninterrupted() if overlap_io else contextlib.nullcontext():
+                        pending.append((case, out, seconds, writer.submit(_write, out, path)))
                 pending = _finish(pending, report, wait=False)
             _finish(pending, report, wait=True)
         except Interrupted as stop:

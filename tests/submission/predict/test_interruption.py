@@ -158,3 +158,20 @@ def test_bratskit_predict_exits_143_on_sigterm_saying_what_it_wrote(brats_sized_
         f"interrupted by SIGTERM: {len(written)} case(s) written to {out}, "
         f"{len(CASES) - len(written)} not reached (no new output); exit 143"
     ) in stderr
+
+
+def test_a_signal_inside_an_uninterrupted_step_takes_effect_where_it_ends():
+    # The runner hands a write to its writer thread and records it as pending in one such
+    # step: cut between the two, the write would finish unrecorded (the case reported as
+    # not reached although its output is there).
+    from submission.predict.interruption import Interrupted, interruptible, uninterrupted
+
+    steps = []
+    with interruptible(), pytest.raises(Interrupted) as stop:
+        with uninterrupted():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now (between bytecodes)
+            steps.append("handed over")
+            steps.append("recorded")
+        steps.append("after")  # never: the signal is raised where the step ends
+    assert steps == ["handed over", "recorded"] and stop.value.exit_code == 143
