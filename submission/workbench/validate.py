@@ -111,8 +111,6 @@ def validate_output(
     ids = [case.case_id for case in found.cases] + [e.case_id for e in found.errors]
     rules = None if task is None else resolve_task(task, ids)
     scheme = get_scheme(labels or (rules.scheme if rules else "2021"))
-    if rules is not None:
-        report.warnings.append(f"task {rules.name}: labels {scheme.name}")
     grids: dict[str, Grid | None] = {e.case_id: None for e in found.errors}
     cases = {case.case_id: case for case in found.cases}
     for case in found.cases:
