@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from submission.brats import LAYOUT_YEARS, TUMOUR_REGIONS
+from submission.brats import LAYOUT_YEARS
 from submission.cli.types import SCHEME_CHOICE, TASK_CHOICE, dir_path, file_path, runtime_options
 from submission.exit_codes import (
     EXIT_FAILED,
@@ -306,7 +306,7 @@ def view(case_dir: Path, png_path: Path, **maps_and_choices: str | Path | None) 
     drawn = ", ".join(f"{m.role} {m.path}" for m in maps) or "no label maps"
     click.echo(f"wrote {png_path}: case {case_id}, {drawn}")
     if scores is not None:
-        click.echo("Dice " + " ".join(f"{r} {scores[r]:.3f}" for r in TUMOUR_REGIONS))
+        click.echo("Dice " + " ".join(f"{r} {v:.3f}" for r, v in scores.items()))
 
 
 def _numbers(text: str | None, kind: type, default: tuple, flag: str) -> tuple:

@@ -25,7 +25,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS, LabelScheme, get_scheme
+from submission.brats import MODALITIES, SCHEMES, LabelScheme, get_scheme
 from submission.exit_codes import BadValueError, UnavailableError, UnusableError
 from submission.io.cases import AFFINE_TOLERANCE, Case, discover_cases, load_case
 from submission.io.nifti import Grid, read_label_map
@@ -61,6 +61,7 @@ LABEL_COLOURS: dict[str, tuple[float, float, float]] = {
     "ET": (1.0, 1.0, 0.0),
     "RC": (0.2, 0.45, 1.0),
     "CC": (1.0, 0.0, 1.0),
+    "GTV": (1.0, 0.5, 0.0),
 }
 OVERLAY_ALPHA = 0.5
 WINDOW_PERCENTILES = (0.5, 99.5)
@@ -89,7 +90,7 @@ class LabelMap:
     scheme: LabelScheme
 
     def mask(self, region: str) -> np.ndarray:
-        """bool (D, H, W) mask of one region (WT, TC, ET) of the map's scheme."""
+        """bool (D, H, W) mask of one region (WT, TC, ET, ...) of the map's scheme."""
         return np.isin(self.seg_dhw, sorted(self.scheme.regions[region]))
 
 
@@ -176,10 +177,12 @@ def read_labels(
 
 
 def region_dice(pred: LabelMap, ref: LabelMap) -> dict[str, float]:
-    """Dice of WT, TC and ET (each map's regions by its own scheme; 1 when both empty)."""
+    """Dice of each region the two maps' schemes share, in the reference's order (WT, TC,
+    ET; GTV for MEN-RT), each map's regions by its own scheme; 1 when both are empty."""
     from submission.evaluation.overlap_2021 import dice
 
-    return {r: dice(pred.mask(r), ref.mask(r)) for r in TUMOUR_REGIONS}
+    regions = [r for r in ref.scheme.region_names if r in pred.scheme.regions]
+    return {r: dice(pred.mask(r), ref.mask(r)) for r in regions}
 
 
 def display_slice(volume_xyz: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -211,9 +214,10 @@ def _centre_xyz(mask_xyz: np.ndarray) -> tuple[int, ...]:
 
 
 def _centre_mask(maps: list[LabelMap], brain_dhw: np.ndarray) -> np.ndarray:
-    """WT of the reference if not empty, else of the prediction, else the brain (D, H, W)."""
+    """The outermost region (WT; GTV for MEN-RT) of the reference if not empty, else of
+    the prediction, else the brain (D, H, W)."""
     for label_map in sorted(maps, key=lambda m: m.role != "reference"):
-        wt_dhw = label_map.mask("WT")
+        wt_dhw = label_map.mask(label_map.scheme.region_names[0])
         if wt_dhw.any():
             return wt_dhw
     return brain_dhw if brain_dhw.any() else np.ones(brain_dhw.shape, dtype=bool)
@@ -335,7 +339,7 @@ def _title(
     if maps:
         lines.append("   ".join(f"{m.role}: {m.path.name} ({m.scheme.name} labels)" for m in maps))
     if scores is not None:
-        lines.append("Dice  " + "   ".join(f"{r} {scores[r]:.3f}" for r in TUMOUR_REGIONS))
+        lines.append("Dice  " + "   ".join(f"{r} {v:.3f}" for r, v in scores.items()))
     return "\n".join(lines)
 
 

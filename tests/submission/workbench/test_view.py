@@ -261,3 +261,32 @@ def test_real_label_maps_on_real_grid(real_data, tmp_path):
     png = imread(out)
     assert min(colour_counts(panel_pixels(fig, png, "prediction-axial")).values()) > 5
     assert nib.aff2axcodes(grid.affine) == ("L", "P", "S")
+
+
+def test_a_gtv_map_is_drawn_centred_on_the_gtv_with_gtv_dice(case_2023, tmp_path):
+    # MEN-RT label maps (one label, GTV) have no WT: centre, colour and Dice use GTV.
+    case = select_case(case_2023)
+    image_cdhw, grid = load_case(case)
+    seg = np.zeros(SMALL_SHAPE, np.uint8)
+    seg[4:9, 20:26, 3:8] = 1
+    ref_path = write_nifti(tmp_path / "ref.nii.gz", seg)
+    pred = seg.copy()
+    pred[4:9, 20:23, 3:8] = 0  # half the GTV: Dice 2 * 45 / (45 + 90)
+    pred_path = write_nifti(tmp_path / "pred.nii.gz", pred)
+    maps = [
+        read_labels(pred_path, "prediction", grid, case.year, labels="men-rt"),
+        read_labels(ref_path, "reference", grid, case.year, labels="men-rt"),
+    ]
+    fig = render_view(image_cdhw, grid, maps, CASE_ID)
+    assert any("Dice  GTV 0.667" in t.get_text() for t in fig.texts)
+    out = tmp_path / "view.png"
+    fig.savefig(out, dpi=100)
+    png = imread(out)
+    for plane in ("axial", "coronal", "sagittal"):  # every plane cuts the GTV
+        rgb = panel_pixels(fig, png, f"reference-{plane}")[..., :3]
+        orange = (
+            (rgb[..., 0] > 0.6)
+            & (np.abs(rgb[..., 1] - rgb[..., 0] / 2) < 0.25)
+            & (rgb[..., 2] < 0.35)
+        )
+        assert orange.sum() > 5, plane
