@@ -34,32 +34,34 @@ class Task:
     Attributes:
         name: registry key (``gli-post``), what ``--task`` takes.
         title: what the task is, for tables and messages.
-        modalities: modalities every case has, in :data:`~submission.brats.MODALITIES` order.
-        optional: modalities a case may lack (MET 2026: t2w).
-        naming: file-name convention: ``2021`` (``<id>_t1ce.nii.gz``), ``2023``
-            (``<id>-t1c.nii.gz``) or ``men-rt`` (``<id>_t1c.nii.gz``).
         scheme: label scheme name (:data:`submission.brats.SCHEMES`).
         scored: groups the organisers score, upper case, in the config's order.
         config_2025: the ``brats-evaluation`` config (``brats-evaluate --config``), or
             None where the 2025 evaluator has none (2021).
         cohort_2023: the 2023 lesion-wise script's cohort (dilation, volume threshold).
         case_id: regular expression a case id of the task matches.
-        output_rule: how the one output file is named.
-        geometry: one of :data:`GEOMETRIES`.
+        modalities: modalities every case has, in :data:`~submission.brats.MODALITIES`
+            order [all four].
+        optional: modalities a case may lack (MET 2026: t2w) [none].
+        naming: file-name convention: ``2021`` (``<id>_t1ce.nii.gz``), ``2023``
+            (``<id>-t1c.nii.gz``, the default) or ``men-rt`` (``<id>_t1c.nii.gz``).
+        numbered_output: outputs are matched by a name ending in ``NNNNN-NNN.nii.gz``
+            (2024+ rules) [True].
+        geometry: one of :data:`GEOMETRIES` [brats].
     """
 
     name: str
     title: str
-    modalities: tuple[str, ...]
-    optional: tuple[str, ...]
-    naming: str
     scheme: str
     scored: tuple[str, ...]
     config_2025: str | None
     cohort_2023: str
     case_id: str
-    output_rule: str
-    geometry: str
+    modalities: tuple[str, ...] = MODALITIES
+    optional: tuple[str, ...] = ()
+    naming: str = "2023"
+    numbered_output: bool = True
+    geometry: str = "brats"
 
     @property
     def label_scheme(self) -> LabelScheme:
@@ -72,63 +74,52 @@ class Task:
         return self.label_scheme.region_names
 
     @property
-    def numbered_output(self) -> bool:
-        """True when outputs are matched by a name ending in ``NNNNN-NNN.nii.gz``."""
-        return "NNNNN-NNN" in self.output_rule
+    def output_rule(self) -> str:
+        """How the one output file of a case is named, in words."""
+        if self.numbered_output:
+            return "<case folder name>.nii.gz (ends in NNNNN-NNN.nii.gz)"
+        return "<id>.nii.gz"
 
     def matches(self, case_id: str) -> bool:
         """True when ``case_id`` follows the task's case-id convention."""
         return bool(re.fullmatch(self.case_id, case_id))
 
 
-_ALL = MODALITIES
-_NAMED_BY_FOLDER = "<case folder name>.nii.gz (ends in NNNNN-NNN.nii.gz)"
 #: 2024+ ids: ``BraTS-<TASK>-NNNNN-NNN`` (post-treatment timepoints end in ``-1xx``).
 _ID_2024 = r"BraTS-{}-\d{{5}}-\d{{3}}"
 
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
+        # The default wherever no task is given: the 2021 labels and names.
         Task(
             name="gli-2021",
             title="adult glioma, BraTS 2021 (RSNA-ASNR-MICCAI)",
-            modalities=_ALL,
-            optional=(),
             naming="2021",
             scheme="2021",
             scored=("WT", "TC", "ET"),
             config_2025=None,
             cohort_2023="gli",
             case_id=r"BraTS(2021|20)_[A-Za-z_]*\d+",
-            output_rule="<id>.nii.gz",
-            geometry="brats",
+            numbered_output=False,
         ),
         Task(
             name="gli-2023",
             title="adult glioma, pre-treatment (2023)",
-            modalities=_ALL,
-            optional=(),
-            naming="2023",
             scheme="2023",
             scored=("WT", "TC", "ET"),
             config_2025="gli",
             cohort_2023="gli",
             case_id=r"BraTS-GLI-\d{5}-0\d{2}",
-            output_rule=_NAMED_BY_FOLDER,
-            geometry="brats",
         ),
         Task(
             name="gli-post",
             title="adult glioma, pre- and post-treatment with resection cavity (2024+)",
-            modalities=_ALL,
-            optional=(),
-            naming="2023",
             scheme="2024-gli",
             scored=("NETC", "SNFH", "ET", "RC", "TC", "WT"),
             config_2025="gli",
             cohort_2023="gli",
             case_id=_ID_2024.format("GLI"),
-            output_rule=_NAMED_BY_FOLDER,
             geometry="mni",
         ),
         Task(
@@ -136,55 +127,42 @@ TASKS: dict[str, Task] = {
             title="brain metastases (2026: t2w may be absent)",
             modalities=("t1n", "t1c", "t2f"),
             optional=("t2w",),
-            naming="2023",
             scheme="2024-gli",
             scored=("ET", "RC", "TC", "WT"),
             config_2025="mets",
             cohort_2023="met",
             case_id=_ID_2024.format("MET"),
-            output_rule=_NAMED_BY_FOLDER,
             geometry="native",
         ),
         Task(
             name="ped",
             title="paediatric tumours (2026: not skull-stripped)",
-            modalities=_ALL,
-            optional=(),
-            naming="2023",
             scheme="2024-ped",
             scored=("ET", "NETC", "CC", "ED", "TC", "WT"),
             config_2025="ped",
             cohort_2023="ped",
             case_id=_ID_2024.format("PED"),
-            output_rule=_NAMED_BY_FOLDER,
-            geometry="brats",
         ),
         Task(
             name="men",
             title="meningioma, pre-operative",
-            modalities=_ALL,
-            optional=(),
-            naming="2023",
             scheme="2023",
             scored=("ET", "TC", "WT"),
             config_2025="MenPre",
             cohort_2023="men",
             case_id=_ID_2024.format("MEN"),
-            output_rule=_NAMED_BY_FOLDER,
-            geometry="brats",
         ),
         Task(
             name="men-rt",
             title="meningioma radiotherapy (t1c only, gross tumour volume)",
             modalities=("t1c",),
-            optional=(),
             naming="men-rt",
             scheme="men-rt",
             scored=("GTV",),
             config_2025="MenRT",
             cohort_2023="men",
             case_id=r"BraTS-MEN-RT-\d{4}-\d+",
-            output_rule="<id>.nii.gz",
+            numbered_output=False,
             geometry="native",
         ),
         # SSA has no config of its own in brats-evaluation; the glioma one scores its
@@ -192,35 +170,24 @@ TASKS: dict[str, Task] = {
         Task(
             name="ssa",
             title="glioma in sub-Saharan Africa",
-            modalities=_ALL,
-            optional=(),
-            naming="2023",
             scheme="2023",
             scored=("ET", "TC", "WT"),
             config_2025="gli",
             cohort_2023="ssa",
             case_id=_ID_2024.format("SSA"),
-            output_rule=_NAMED_BY_FOLDER,
-            geometry="brats",
         ),
         Task(
             name="goat",
             title="generalisability across tumours (GoAT)",
-            modalities=_ALL,
-            optional=(),
-            naming="2023",
             scheme="2023",
             scored=("ET", "TC", "WT"),
             config_2025="GoAT",
             cohort_2023="gli",
             case_id=r"BraTS-GoAT-\d{5}(-\d{3})?",
-            output_rule=_NAMED_BY_FOLDER,
-            geometry="brats",
         ),
     )
 }
 
-DEFAULT_TASK = "gli-2021"
 AUTO = "auto"
 #: Short names the organisers use (``GLI``, ``MEN-RT``) -> registry key.
 _ALIASES = {

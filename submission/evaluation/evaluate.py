@@ -37,7 +37,7 @@ from submission.evaluation.panoptica_2025 import (
 from submission.evaluation.report import EvaluationResult
 from submission.exit_codes import BadValueError
 from submission.io.nifti import Grid, NiftiError, read_label_map
-from submission.tasks import AUTO, TASKS, resolve_task
+from submission.tasks import AUTO, TASKS, TaskError, detect_task, resolve_task
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def _warn_if_another_task(pairs: list[CasePair], labels: str) -> None:
     """Warn when the case ids name a task whose labels are not the default ``labels``: its
     maps read in the wrong scheme may hold only valid values and still score wrongly."""
     try:
-        found = resolve_task(AUTO, (pair.case for pair in pairs))
-    except ValueError:
+        found = detect_task(pair.case for pair in pairs)
+    except TaskError:
         return
     if found.scheme != labels:
         logger.warning(

@@ -109,6 +109,11 @@ class Manifest:
         return set.intersection(*(set(m.files) for m in self.members))
 
     @property
+    def regions(self) -> set[str]:
+        """The regions at least one segmentation member predicts."""
+        return {r for m in self.stage("segmentation") for r in m.regions}
+
+    @property
     def fewest_members(self) -> int:
         """Segmentation members of the least covered region: confidence's largest top-k."""
         stage = self.stage("segmentation")
@@ -161,8 +166,7 @@ def _check_manifest(manifest: Manifest) -> None:
     names = [m.name for m in manifest.members]
     if len(set(names)) != len(names):
         raise BundleError(f"member key/fold pairs must be unique, got {names}")
-    covered = {r for m in manifest.stage("segmentation") for r in m.regions}
-    missing = [r for r in TUMOUR_REGIONS if r not in covered]
+    missing = [r for r in TUMOUR_REGIONS if r not in manifest.regions]
     if missing:
         raise BundleError(f"no segmentation member predicts {', '.join(missing)}")
     has_stage1 = bool(manifest.stage("localization"))

@@ -225,12 +225,11 @@ class PredictOptions:
         unset = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         resolved = replace(self, **unset)
         scheme = get_scheme(resolved.labels)
-        predicted = {r for m in manifest.members for r in m.regions}
-        if not predicted & set(scheme.region_names):
+        if not manifest.regions & set(scheme.region_names):
             raise ValueError(
                 f"labels {scheme.name} need regions {', '.join(scheme.region_names)}; this "
-                f"bundle's members predict {', '.join(sorted(predicted))}: its labels would "
-                "all be background"
+                f"bundle's members predict {', '.join(sorted(manifest.regions))}: its labels "
+                "would all be background"
             )
         for name in RECOMMENDABLE:
             check_option(name, getattr(resolved, name), manifest.fewest_members)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from submission.brats import MODALITIES, SCHEMES
-from submission.tasks import TASKS, TaskError, detect_task, get_task, resolve_task
+from submission.tasks import GEOMETRIES, TASKS, TaskError, detect_task, get_task, resolve_task
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_every_task_is_consistent_with_its_scheme(task):
     assert not set(t.modalities) & set(t.optional)
     # Every scored group is one of the scheme's labels or regions: nothing else to score.
     assert set(t.scored) <= set(scheme.labels) | set(scheme.regions), t.scored
-    assert t.geometry in ("brats", "mni", "native")
+    assert t.geometry in GEOMETRIES
 
 
 # gli-2023 and SSA are scored by the gli config, of which their labels fill WT, TC, ET.
