@@ -23,18 +23,26 @@ SUFFIX_2021: dict[str, str] = {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "
 #: 2023+ file suffix of each canonical modality.
 SUFFIX_2023: dict[str, str] = {m: m for m in MODALITIES}
 
-LAYOUT_YEARS: tuple[str, ...] = ("2021", "2023")
+#: File-name conventions: ``2021`` (``<id>_t1ce.nii.gz``), ``2023`` (``<id>-t1c.nii.gz``,
+#: 2023 onwards) and ``men-rt`` (``<id>_t1c.nii.gz``: 2023 suffixes after ``_``, the
+#: MEN-RT release, CONTRACT.md section 7). The name is historical: a convention, not a year.
+LAYOUT_YEARS: tuple[str, ...] = ("2021", "2023", "men-rt")
 SEG_SUFFIX = "seg"
 NIFTI_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii")
 
-_SEPARATOR = {"2021": "_", "2023": "-"}
-_SUFFIXES = {"2021": SUFFIX_2021, "2023": SUFFIX_2023}
+_SEPARATOR = {"2021": "_", "2023": "-", "men-rt": "_"}
+_SUFFIXES = {"2021": SUFFIX_2021, "2023": SUFFIX_2023, "men-rt": SUFFIX_2023}
+#: Suffixes of a reference label map, the first the one written: MEN-RT releases its
+#: gross tumour volume as ``<id>_gtv.nii.gz``.
+_LABEL_SUFFIXES = {"2021": (SEG_SUFFIX,), "2023": (SEG_SUFFIX,), "men-rt": ("gtv", SEG_SUFFIX)}
 _FILE_RE = {
     year: re.compile(
         r"^(?P<id>.+)"
         + re.escape(_SEPARATOR[year])
         + r"(?P<suffix>"
-        + "|".join(sorted([*_SUFFIXES[year].values(), SEG_SUFFIX], key=len, reverse=True))
+        + "|".join(
+            sorted([*_SUFFIXES[year].values(), *_LABEL_SUFFIXES[year]], key=len, reverse=True)
+        )
         + r")\.nii(\.gz)?$"
     )
     for year in LAYOUT_YEARS
@@ -51,15 +59,16 @@ class ParsedName:
 
 
 def parse_filename(name: str) -> ParsedName | None:
-    """Parse a BraTS file name (``<id>_t1ce.nii.gz`` or ``<id>-t1c.nii.gz``).
+    """Parse a BraTS file name (``<id>_t1ce.nii.gz``, ``<id>-t1c.nii.gz`` or
+    ``<id>_t1c.nii.gz``); a label map's suffix (``seg``, MEN-RT's ``gtv``) reads as ``seg``.
 
-    Returns None for names that follow neither convention.
+    Returns None for names that follow no convention.
     """
     for year in LAYOUT_YEARS:
         match = _FILE_RE[year].match(name)
         if match:
             suffix = match["suffix"]
-            if suffix == SEG_SUFFIX:
+            if suffix in _LABEL_SUFFIXES[year]:
                 modality = SEG_SUFFIX
             else:
                 modality = next(m for m, s in _SUFFIXES[year].items() if s == suffix)
@@ -69,7 +78,7 @@ def parse_filename(name: str) -> ParsedName | None:
 
 def modality_filename(case_id: str, modality: str, year: str) -> str:
     """File name of one modality (or ``seg``) of a case in the given year's convention."""
-    suffix = SEG_SUFFIX if modality == SEG_SUFFIX else _SUFFIXES[year][modality]
+    suffix = _LABEL_SUFFIXES[year][0] if modality == SEG_SUFFIX else _SUFFIXES[year][modality]
     return f"{case_id}{_SEPARATOR[year]}{suffix}.nii.gz"
 
 
@@ -99,8 +108,11 @@ def has_case_number(case_id: str) -> bool:
 
 # --- label schemes -----------------------------------------------------------------------
 
-#: Canonical order of the tumour regions on the R axis of ``probs_rdhw`` / ``regions_rdhw``.
+#: The regions the 2021 and 2023 evaluators score, in their order (a scheme's own regions,
+#: :attr:`LabelScheme.region_names`, are what models predict).
 TUMOUR_REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
+#: The enhancing tumour, the region paper 002's minimum-volume rule (section 2.6) removes.
+ENHANCING = "ET"
 
 
 @dataclass(frozen=True)
@@ -110,8 +122,10 @@ class LabelScheme:
     Attributes:
         name: scheme key (``2021``, ``2023``, ``2024-gli``, ``2024-ped``).
         labels: label name -> integer written to the label map.
-        regions: region name -> labels it is the union of. WT, TC, ET always;
-            RC where the scheme has a resection cavity.
+        regions: region name -> labels it is the union of, the regions a model predicts
+            (sigmoid outputs): WT, TC, ET in the glioma schemes, plus RC (resection
+            cavity, separate) in 2024-gli and CC (cyst, inside TC) in 2024-ped; GTV alone
+            in MEN-RT. A region contains another when its labels include the other's.
         paint_order: (region, label) pairs painted in this order by
             :func:`regions_to_labels`; later entries overwrite earlier ones, which
             is what keeps ET inside TC inside WT.
@@ -124,8 +138,31 @@ class LabelScheme:
 
     @property
     def region_names(self) -> tuple[str, ...]:
-        """Regions in canonical order: WT, TC, ET, then RC when present."""
+        """Regions in the scheme's order (the R axis of region masks and probabilities)."""
         return tuple(self.regions)
+
+    def containing(self, region: str) -> tuple[str, ...]:
+        """The regions that hold ``region`` (their labels a strict superset of its own):
+        TC and WT for ET, TC and WT for the cyst; none for RC or GTV."""
+        inner = self.regions[region]
+        return tuple(r for r, labels in self.regions.items() if labels > inner)
+
+    @property
+    def innermost_first(self) -> tuple[str, ...]:
+        """Regions ordered by how few labels they hold (ET before TC before WT): the
+        order in which growing each region's containers makes the nesting transitive."""
+        return tuple(sorted(self.regions, key=lambda r: len(self.regions[r])))
+
+    @property
+    def outermost(self) -> str:
+        """The region holding the most labels (WT; GTV for MEN-RT): what paper 002's
+        localisation stage predicts and the whole-tumour view centres on."""
+        return max(self.regions, key=lambda r: len(self.regions[r]))
+
+    @property
+    def has_enhancing(self) -> bool:
+        """True when the scheme has the region the ET minimum volume applies to."""
+        return ENHANCING in self.regions
 
     @property
     def valid_labels(self) -> frozenset[int]:
@@ -177,9 +214,14 @@ SCHEMES: dict[str, LabelScheme] = {
         _scheme(
             "2024-ped",
             {"ET": 1, "NETC": 2, "CC": 3, "ED": 4},
-            {"WT": ("ET", "NETC", "CC", "ED"), "TC": ("ET", "NETC", "CC"), "ET": ("ET",)},
-            # Regions cannot tell a cystic component from NETC: TC minus ET becomes NETC.
-            (("WT", "ED"), ("TC", "NETC"), ("ET", "ET")),
+            {
+                "WT": ("ET", "NETC", "CC", "ED"),
+                "TC": ("ET", "NETC", "CC"),
+                "ET": ("ET",),
+                "CC": ("CC",),
+            },
+            # The cyst is a region of its own inside TC: TC minus ET minus CC is NETC.
+            (("WT", "ED"), ("TC", "NETC"), ("CC", "CC"), ("ET", "ET")),
         ),
         # MEN-RT (CONTRACT.md section 7, brats-evaluation config_MenRT.yaml): one label.
         _scheme("men-rt", {"GTV": 1}, {"GTV": ("GTV",)}, (("GTV", "GTV"),)),

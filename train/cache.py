@@ -11,12 +11,14 @@ cache at the same time.
 Layout per case, ``<cache>/<key>/<case id>/``:
     ``image.npy``    (4, d, h, w) float16 or float32, the network input of
                      :func:`submission.predict.preprocess.preprocess_case`.
-    ``regions.npy``  (d, h, w) uint8, bit r set where region r (WT, TC, ET) is present.
+    ``regions.npy``  (d, h, w) uint8, bit r set where region r of the label scheme (WT, TC,
+                     ET, then RC or CC; GTV alone for MEN-RT) is present.
     ``meta.json``    source files, crop, label scheme.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
+from submission.brats import LabelScheme, get_scheme, labels_to_regions
 from submission.io.cases import Case, CaseError, InputError, discover_cases, load_case
 from submission.io.nifti import read_label_map
 from submission.io.references import label_file
@@ -52,22 +54,29 @@ class CachedCase:
         """(d, h, w) uint8 memory-mapped bits, see :func:`pack_regions` (bit 0 is WT)."""
         return np.load(self.folder / "regions.npy", mmap_mode="r")
 
+    @functools.cached_property
+    def scheme(self) -> LabelScheme:
+        """The label scheme the case's regions follow (its ``meta.json``)."""
+        return get_scheme(json.loads((self.folder / "meta.json").read_text())["scheme"])
+
     def regions(self) -> np.ndarray:
-        """(3, d, h, w) uint8 masks in :data:`TUMOUR_REGIONS` order."""
-        return unpack_regions(self.packed_regions())
+        """(R, d, h, w) uint8 masks in the order of :attr:`scheme`'s regions."""
+        return unpack_regions(self.packed_regions(), len(self.scheme.regions))
 
 
 def pack_regions(regions_rdhw: np.ndarray) -> np.ndarray:
-    """Bit-pack (3, d, h, w) masks into one uint8 volume (bit r = region r)."""
+    """Bit-pack (R, d, h, w) masks, R <= 8, into one uint8 volume (bit r = region r)."""
+    if len(regions_rdhw) > 8:
+        raise ValueError(f"at most 8 regions fit a uint8, got {len(regions_rdhw)}")
     packed = np.zeros(regions_rdhw.shape[1:], dtype=np.uint8)
     for r, mask in enumerate(regions_rdhw):
         packed |= mask.astype(np.uint8) << r
     return packed
 
 
-def unpack_regions(packed_dhw: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pack_regions`: (3, d, h, w) uint8."""
-    shifts = np.arange(len(TUMOUR_REGIONS), dtype=np.uint8)[:, None, None, None]
+def unpack_regions(packed_dhw: np.ndarray, count: int) -> np.ndarray:
+    """Inverse of :func:`pack_regions`: (count, d, h, w) uint8."""
+    shifts = np.arange(count, dtype=np.uint8)[:, None, None, None]
     return (np.asarray(packed_dhw)[None] >> shifts) & 1
 
 
@@ -165,7 +174,7 @@ def _cache_case(case: Case, folder: Path, spec: Preprocessing, dtype: str, schem
     if bad:
         raise ValueError(f"{seg_path}: labels {sorted(bad)} not in scheme {scheme_name}")
     norm_cdhw, info = preprocess_case(image_cdhw, spec)
-    regions = crop(labels_to_regions(seg_dhw, scheme_name)[: len(TUMOUR_REGIONS)], info)
+    regions = crop(labels_to_regions(seg_dhw, scheme_name), info)
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_save(folder / "image.npy", norm_cdhw.astype(dtype))
     _atomic_save(folder / "regions.npy", pack_regions(regions))

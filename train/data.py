@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from submission.brats import TUMOUR_REGIONS
 from submission.predict.tumour_window import extract_window
 from train.augment import (
     AugmentConfig,
@@ -51,7 +50,6 @@ class PatchDataset(Dataset):
         self.seed = seed
         self.views = views
         self.epoch = 0
-        self.region_index = [TUMOUR_REGIONS.index(r) for r in member.regions]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's random stream (call before iterating, also in workers' parent)."""
@@ -65,21 +63,41 @@ class PatchDataset(Dataset):
         case = self.cases[index]
         image, packed = case.image(), case.packed_regions()
         crop = self.member.crop
+        index_of = region_index(case, self.member.regions)
         if self.member.sampling == "tumour":
-            start = tumour_crop_start(packed & 1, crop, self.member.jitter, rng)  # bit 0: WT
+            outer = 1 << case.scheme.region_names.index(case.scheme.outermost)
+            start = tumour_crop_start(packed & outer, crop, self.member.jitter, rng)
         else:
             start = random_crop_start(image.shape[1:], crop, rng)
         image = extract_window(image, start, crop).astype(np.float32)
-        regions = unpack_regions(extract_window(packed, start, crop))  # unpack the patch only
+        # Unpack the patch only.
+        regions = unpack_regions(extract_window(packed, start, crop), len(case.scheme.regions))
         if self.views == 2:
             image, regions = two_views(image, regions, self.augment_cfg, rng)
-            target = regions[:, self.region_index]
+            target = regions[:, index_of]
         else:
             image, regions = augment(image, regions, self.augment_cfg, rng)
-            target = regions[self.region_index]
+            target = regions[index_of]
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(
             np.ascontiguousarray(target, dtype=np.float32)
         )
+
+
+def region_index(case: CachedCase, regions: tuple[str, ...]) -> list[int]:
+    """Where each of a member's ``regions`` lies in the case's region masks.
+
+    Raises:
+        ValueError: a region the case's label scheme does not have (a member trained for
+            RC on 2023 label maps), naming the scheme and ``--task``.
+    """
+    names = case.scheme.region_names
+    missing = [r for r in regions if r not in names]
+    if missing:
+        raise ValueError(
+            f"case {case.case_id}: its labels ({case.scheme.name}) have no {', '.join(missing)}; "
+            "train with the --task the label maps belong to"
+        )
+    return [names.index(r) for r in regions]
 
 
 def localisation_window(case: CachedCase, crop: tuple[int, int, int]) -> tuple[int, ...]:
@@ -88,4 +106,5 @@ def localisation_window(case: CachedCase, crop: tuple[int, int, int]) -> tuple[i
     Validating a stage-2 model alone (002 §2.3) uses the ground-truth WT box, without
     jitter; the full two-stage chain is what the exported bundle evaluates.
     """
-    return tumour_crop_start(case.regions()[0], crop, 0, np.random.default_rng(0))
+    outer = case.regions()[case.scheme.region_names.index(case.scheme.outermost)]
+    return tumour_crop_start(outer, crop, 0, np.random.default_rng(0))

@@ -13,13 +13,12 @@ import contextlib
 import numpy as np
 import torch
 
-from submission.brats import TUMOUR_REGIONS
 from submission.evaluation.overlap_2021 import dice
 from submission.predict.sliding_window import predict_volume
 from submission.predict.tumour_window import extract_window
 from train.cache import CachedCase
 from train.config import MemberConfig
-from train.data import localisation_window
+from train.data import localisation_window, region_index
 
 
 def torch_forward(model: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None):
@@ -63,7 +62,6 @@ def validate(
     patch = None
     if any(f is not None for f in rule.fixed):
         patch = tuple(f if f is not None else c for f, c in zip(rule.fixed, member.crop))
-    index = [TUMOUR_REGIONS.index(r) for r in member.regions]
     scores: list[list[float]] = []
     for case in cases:
         image, regions = case.image(), case.regions()
@@ -72,8 +70,8 @@ def validate(
             image = extract_window(image, start, member.crop)
             regions = extract_window(regions, start, member.crop)
         probs = predict_volume(np.asarray(image, dtype=np.float32), forward, rule, patch_dhw=patch)
-        truth = regions[index].astype(bool)
+        truth = regions[region_index(case, member.regions)].astype(bool)
         scores.append([dice(p > threshold, t) for p, t in zip(probs, truth)])
     model.train(was_training)
-    means = np.mean(scores, axis=0) if scores else np.full(len(index), np.nan)
+    means = np.mean(scores, axis=0) if scores else np.full(len(member.regions), np.nan)
     return {r: float(m) for r, m in zip(member.regions, means)}

@@ -1,7 +1,7 @@
 """Post-processing of region masks before labels are assembled.
 
 Order in :func:`postprocess`: small connected components removed (optional), nesting
-enforced (ET in TC in WT, the inner region winning), the ET minimum-volume threshold,
+enforced (ET in TC in WT, the cyst in TC, the inner region winning), the ET minimum-volume threshold,
 then labels in the chosen scheme.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import ndimage
 
-from submission.brats import LabelScheme, get_scheme, regions_to_labels
+from submission.brats import ENHANCING, LabelScheme, get_scheme, regions_to_labels
 from submission.predict.options import check_et_replace, check_et_threshold
 
 #: 26-connectivity, as the organisers' lesion-wise metrics count components.
@@ -24,7 +24,9 @@ def _index(scheme: LabelScheme, region: str) -> int:
 
 
 def enforce_nesting(regions_rdhw: np.ndarray, scheme: LabelScheme) -> np.ndarray:
-    """Make ET a subset of TC and TC a subset of WT by growing the outer regions.
+    """Make every region a subset of the regions that contain it (ET in TC in WT; the
+    cyst in TC; :meth:`~submission.brats.LabelScheme.containing`) by growing the outer
+    regions; separate regions (RC) are left alone.
 
     The inner region wins, as in :func:`submission.brats.regions_to_labels`: a voxel one
     model calls ET is tumour core and whole tumour too, so no predicted voxel is lost.
@@ -33,9 +35,9 @@ def enforce_nesting(regions_rdhw: np.ndarray, scheme: LabelScheme) -> np.ndarray
         bool copy of ``regions_rdhw`` (R, D, H, W).
     """
     out = regions_rdhw.astype(bool, copy=True)
-    wt, tc, et = (_index(scheme, r) for r in ("WT", "TC", "ET"))
-    out[tc] |= out[et]
-    out[wt] |= out[tc]
+    for inner in scheme.innermost_first:
+        for outer in scheme.containing(inner):
+            out[_index(scheme, outer)] |= out[_index(scheme, inner)]
     return out
 
 
@@ -56,9 +58,10 @@ def apply_et_threshold(
 ) -> np.ndarray:
     """Paper 002, section 2.6: a case with fewer than ``min_voxels`` ET voxels has no ET.
 
-    The removed ET voxels become necrosis (they stay in TC and WT, so the label becomes
-    the scheme's TC-minus-ET label) or background (they leave every tumour region).
-    ``min_voxels`` = 0 disables the threshold.
+    The removed ET voxels become necrosis (they stay in the regions that contain ET, so
+    the label becomes the scheme's TC-minus-ET label) or background (they leave every
+    region that contains ET). ``min_voxels`` = 0 disables the threshold, and so does a
+    scheme without ET (MEN-RT).
 
     Returns:
         bool copy of ``regions_rdhw`` (R, D, H, W).
@@ -66,10 +69,12 @@ def apply_et_threshold(
     check_et_replace(replace)
     check_et_threshold(min_voxels)
     out = regions_rdhw.astype(bool, copy=True)
-    et = out[_index(scheme, "ET")]
+    if not scheme.has_enhancing:
+        return out
+    et = out[_index(scheme, ENHANCING)]
     if 0 < int(et.sum()) < min_voxels:
         if replace == "background":
-            for region in ("WT", "TC"):
+            for region in scheme.containing(ENHANCING):
                 out[_index(scheme, region)][et] = False
         et[...] = False
     return out

@@ -19,7 +19,7 @@ from train.cache import build_cache, pack_regions, training_cases, unpack_region
 def test_pack_unpack_round_trip():
     rng = np.random.default_rng(0)
     regions = rng.integers(0, 2, size=(3, 5, 6, 7)).astype(np.uint8)
-    assert np.array_equal(unpack_regions(pack_regions(regions)), regions)
+    assert np.array_equal(unpack_regions(pack_regions(regions), len(regions)), regions)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
