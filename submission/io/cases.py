@@ -5,6 +5,11 @@ Layouts:
     2021 flat     the four ``<id>_<mod>.nii.gz`` files directly in the input folder
     2021 folders  one sub-folder per case, ``<id>_<mod>.nii.gz`` inside
     2023+ folders one sub-folder per case, ``<id>-<mod>.nii.gz`` inside
+    MEN-RT        one sub-folder per case, ``<id>_t1c.nii.gz`` inside
+
+A case needs the modalities its task requires (all four by default; t1c alone for
+MEN-RT, :mod:`submission.tasks`); :func:`load_channels` loads the ones a bundle reads and
+fills an absent optional one (MET 2026's t2w) with zeros, as modality dropout trained it.
 
 In folder layouts the case id is the folder name (the orchestrator renames cases, so
 nothing depends on a real id); in the flat layout it is the file prefix. Discovery ignores
@@ -53,7 +58,8 @@ class CaseError(ValueError, UnusableError):
 
 @dataclass(frozen=True)
 class Case:
-    """A discovered case: its id, naming convention and one file per canonical modality."""
+    """A discovered case: its id, naming convention and one file per modality it has (at
+    least the required ones), in :data:`MODALITIES` order."""
 
     case_id: str
     year: str
@@ -75,8 +81,9 @@ class Discovery:
         return sorted({c.case_id for c in self.cases} | {e.case_id for e in self.errors})
 
 
-def discover_cases(input_dir: Path) -> Discovery:
-    """Find the cases in ``input_dir`` whatever its layout.
+def discover_cases(input_dir: Path, required: tuple[str, ...] = MODALITIES) -> Discovery:
+    """Find the cases in ``input_dir`` whatever its layout; a case without one of the
+    ``required`` modalities is an error of that case.
 
     Raises:
         InputError: the folder is missing or holds no case at all.
@@ -89,7 +96,7 @@ def discover_cases(input_dir: Path) -> Discovery:
     hidden: list[Path] = []
     for entry in _visible(input_dir, hidden):
         if entry.is_dir():
-            _discover_folder(entry, found, hidden)
+            _discover_folder(entry, found, hidden, required)
             continue
         parsed = parse_filename(entry.name)
         if parsed is None:
@@ -97,7 +104,7 @@ def discover_cases(input_dir: Path) -> Discovery:
         elif parsed.modality != SEG_SUFFIX:
             flat[parsed.case_id][parsed.modality].append(entry)
     for case_id, by_modality in flat.items():
-        _add_case(found, case_id, by_modality, input_dir)
+        _add_case(found, case_id, by_modality, input_dir, required)
     _refuse_duplicate_ids(found)
     if hidden:
         found.warnings.append(
@@ -114,8 +121,8 @@ def _no_case(input_dir: Path) -> str:
     """Why an input folder holds no case: empty, only hidden or unrelated entries, or cases
     one folder too deep (``/input/data/<case>/``, which an archive often leaves)."""
     expected = (
-        "expected case folders or files named like <id>_t1ce.nii.gz (2021) or "
-        "<id>-t1c.nii.gz (2023+)"
+        "expected case folders or files named like <id>_t1ce.nii.gz (2021), "
+        "<id>-t1c.nii.gz (2023+) or <id>_t1c.nii.gz (MEN-RT)"
     )
     entries = list(input_dir.iterdir())
     if not entries:
@@ -176,7 +183,9 @@ def _visible(folder: Path, hidden: list[Path]) -> list[Path]:
     return visible
 
 
-def _discover_folder(folder: Path, found: Discovery, hidden: list[Path]) -> None:
+def _discover_folder(
+    folder: Path, found: Discovery, hidden: list[Path], required: tuple[str, ...]
+) -> None:
     by_modality: dict[str, list[Path]] = defaultdict(list)
     unrelated, notes = [], []
     for entry in _visible(folder, hidden):
@@ -195,7 +204,7 @@ def _discover_folder(folder: Path, found: Discovery, hidden: list[Path]) -> None
                 )
     if by_modality:
         found.warnings += unrelated + notes
-        _add_case(found, folder.name, by_modality, folder)
+        _add_case(found, folder.name, by_modality, folder, required)
     else:
         found.warnings.append(f"ignored folder {folder}: no BraTS image files in it")
 
@@ -211,7 +220,11 @@ def _not_a_file(modality: str, entry: Path) -> str:
 
 
 def _add_case(
-    found: Discovery, case_id: str, by_modality: dict[str, list[Path]], folder: Path
+    found: Discovery,
+    case_id: str,
+    by_modality: dict[str, list[Path]],
+    folder: Path,
+    required: tuple[str, ...],
 ) -> None:
     if not is_valid_case_id(case_id):
         found.errors.append(
@@ -234,14 +247,13 @@ def _add_case(
             )
         )
         return
-    missing = [m for m in MODALITIES if m not in by_modality]
+    missing = [m for m in required if m not in by_modality]
     if missing:
         have = ", ".join(m for m in MODALITIES if m in by_modality)
+        expected = f"{len(required)} modalities" if len(required) > 1 else required[0]
         found.errors.append(
             CaseError(
-                case_id,
-                f"expected 4 modalities, missing {', '.join(missing)} (found {have})",
-                folder,
+                case_id, f"expected {expected}, missing {', '.join(missing)} (found {have})", folder
             )
         )
         return
@@ -256,8 +268,8 @@ def _add_case(
     found.cases.append(
         Case(
             case_id,
-            "2021" if years == {"2021"} else "2023",
-            {m: by_modality[m][0] for m in MODALITIES},
+            years.pop() if len(years) == 1 else "2023",
+            {m: by_modality[m][0] for m in MODALITIES if m in by_modality},
             folder,
         )
     )
@@ -265,7 +277,7 @@ def _add_case(
 
 def read_case_grid(case: Case) -> Grid:
     """Grid of a case's first modality, from its header alone (no voxel data read)."""
-    path = case.files[MODALITIES[0]]
+    path = next(iter(case.files.values()))
     try:
         return grid_of(nib.load(path))
     except Exception as exc:
@@ -273,62 +285,90 @@ def read_case_grid(case: Case) -> Grid:
 
 
 def load_case(case: Case) -> tuple[np.ndarray, Grid]:
-    """Load and check the four modalities of a case.
+    """Load and check the four modalities of a case (:func:`load_channels` of
+    :data:`MODALITIES`, none optional): ``image_cdhw`` (4, D, H, W) and its grid."""
+    image_cdhw, grid, _ = load_channels(case, MODALITIES)
+    return image_cdhw, grid
+
+
+def load_channels(
+    case: Case, modalities: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> tuple[np.ndarray, Grid, list[str]]:
+    """Load and check ``modalities`` of a case, in that order.
+
+    An ``optional`` modality the case lacks, or whose image is all zeros, is returned as
+    zeros (what z-scoring leaves of it, and what modality dropout trained the members
+    with) and named in the third value.
 
     Returns:
-        ``image_cdhw``: float32 (4, D, H, W) in :data:`MODALITIES` order, voxel axes as
-        stored in the files; and the grid of the first modality, copied onto outputs.
+        ``image_cdhw``: float32 (C, D, H, W) in ``modalities`` order, voxel axes as stored
+        in the files; the grid of the first modality read, copied onto outputs; and the
+        absent optional modalities.
 
     Raises:
-        CaseError: a file unreadable, not 3-D, with NaN/inf or all zeros, or a shape or
-            affine (tolerance 1e-3) differing from the first modality.
+        CaseError: a required modality absent or all zeros, a file unreadable, not 3-D,
+            with NaN/inf, or a shape or affine (tolerance 1e-3) differing from the first
+            modality's.
     """
-    channels, grid = [], None
-    for modality in MODALITIES:
-        path = case.files[modality]
-        try:
-            img, data = read_nifti(path)
-        except NiftiError as exc:
-            raise CaseError(case.case_id, f"{modality}: {exc}") from None
-        if data.ndim != 3:
-            raise CaseError(case.case_id, f"{modality} must be 3-D, got shape {data.shape}", path)
+    channels: dict[str, np.ndarray] = {}
+    grid, first = None, None
+    for modality in modalities:
+        path = case.files.get(modality)
+        if path is None:
+            if modality not in optional:
+                raise CaseError(case.case_id, f"{modality} is missing, and the models need it")
+            continue
+        image, img = _read_channel(case, modality, path)
         if grid is None:
-            grid = grid_of(img)
-        elif tuple(data.shape) != grid.shape:
+            grid, first = grid_of(img), modality
+        elif tuple(image.shape) != grid.shape:
             raise CaseError(
-                case.case_id,
-                f"{modality} has shape {data.shape}, {MODALITIES[0]} has {grid.shape}",
-                path,
+                case.case_id, f"{modality} has shape {image.shape}, {first} has {grid.shape}", path
             )
         elif not np.allclose(img.affine, grid.affine, atol=AFFINE_TOLERANCE):
             raise CaseError(
                 case.case_id,
-                f"{modality} affine differs from {MODALITIES[0]}'s by more than "
+                f"{modality} affine differs from {first}'s by more than "
                 f"{AFFINE_TOLERANCE}; co-register the modalities",
                 path,
             )
-        if not np.all(np.isfinite(data)):
-            raise CaseError(
-                case.case_id,
-                f"{modality} holds NaN or infinite voxels; fix the conversion that wrote it",
-                path,
-            )
-        if np.issubdtype(data.dtype, np.floating) and np.abs(data).max() > FLOAT32_MAX:
-            raise CaseError(
-                case.case_id,
-                f"{modality} holds values of up to {np.abs(data).max():.3g}, beyond float32 "
-                f"({FLOAT32_MAX:.3g}); the header's scaling or the conversion is broken",
-                path,
-            )
-        image = np.asarray(data, dtype=np.float32)
         if not image.any():
-            # The task issue's missing-modality policy would predict such a case; this
-            # version has none, and says so.
+            if modality in optional:
+                continue
             raise CaseError(
                 case.case_id,
-                f"{modality} is all zeros: a missing modality, and this version has no "
-                "missing-modality policy, so the case is not predicted; supply the image",
+                f"{modality} is all zeros: a missing modality, and the bundle has no "
+                "missing-modality policy for it (members trained with modality dropout), so "
+                "the case is not predicted; supply the image",
                 path,
             )
-        channels.append(image)
-    return np.stack(channels), grid
+        channels[modality] = image
+    if grid is None:
+        raise CaseError(case.case_id, f"none of {', '.join(modalities)} holds an image")
+    absent = [m for m in modalities if m not in channels]
+    zeros = np.zeros(grid.shape, dtype=np.float32)
+    return np.stack([channels.get(m, zeros) for m in modalities]), grid, absent
+
+
+def _read_channel(case: Case, modality: str, path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """One modality's float32 voxels and its image, after the per-file checks."""
+    try:
+        img, data = read_nifti(path)
+    except NiftiError as exc:
+        raise CaseError(case.case_id, f"{modality}: {exc}") from None
+    if data.ndim != 3:
+        raise CaseError(case.case_id, f"{modality} must be 3-D, got shape {data.shape}", path)
+    if not np.all(np.isfinite(data)):
+        raise CaseError(
+            case.case_id,
+            f"{modality} holds NaN or infinite voxels; fix the conversion that wrote it",
+            path,
+        )
+    if np.issubdtype(data.dtype, np.floating) and np.abs(data).max() > FLOAT32_MAX:
+        raise CaseError(
+            case.case_id,
+            f"{modality} holds values of up to {np.abs(data).max():.3g}, beyond float32 "
+            f"({FLOAT32_MAX:.3g}); the header's scaling or the conversion is broken",
+            path,
+        )
+    return np.asarray(data, dtype=np.float32), img

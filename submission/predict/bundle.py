@@ -5,10 +5,13 @@ The manifest says everything the runtime needs and nothing it must guess::
     {
       "format": "bratskit-bundle", "format_version": 1,
       "bratskit_version": "0.1.0", "created": "2026-11-21T10:00:00+00:00",
+      "task": "gli-2021" | null,                  # submission.tasks registry name
       "label_scheme": "2021",                     # labels written by default
       "channels": ["t1n", "t1c", "t2w", "t2f"],   # input channel order of every model
+      "missing_modalities": {"t2w": "zero"},      # optional channels and their fill
       "preprocessing": {"crop": "brain", "margin": 4, "divisor": 16,
-                        "normalise": "zscore_nonzero"},
+                        "normalise": "zscore_nonzero",
+                        "spacing": [1.0, 1.0, 1.0] | absent},  # trained spacing, mm
       "localization": null | {"window": [128, 128, 128]},   # paper 002, section 2.3
       "members": [
         {"key": "seg", "fold": 0, "stage": "segmentation", "regions": ["WT", "TC", "ET"],
@@ -28,8 +31,12 @@ The manifest says everything the runtime needs and nothing it must guess::
     }
 
 A *member* (:mod:`submission.predict.members`) is one trained network; its ``files`` are
-the same network in different formats. Every region of WT, TC and ET must be predicted by
-at least one segmentation member.
+the same network in different formats. The members predict the regions of the task's
+label scheme (:attr:`Manifest.scheme`: the task's, else ``label_scheme``'s): each member
+some of them, every one by at least one segmentation member. ``channels`` are the task's
+modalities (all four, or t1c alone for MEN-RT); a channel in ``missing_modalities`` may
+be absent from a case, and is then filled as the members saw it in training when they
+were trained with modality dropout (``zero``: zeros after normalisation).
 
 This module parses, checks, reads and writes manifests, verifies and copies the files
 they list, and describes a bundle; the runtime verifies every sha256 before use and
@@ -49,7 +56,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS
+from submission.brats import MODALITIES, SCHEMES, LabelScheme, get_scheme
 from submission.exit_codes import UnusableError
 from submission.predict.manifest_schema import SchemaError, check_manifest_data
 from submission.predict.members import (
@@ -61,6 +68,11 @@ from submission.predict.members import (
 )
 from submission.predict.options import RECOMMENDABLE, check_option
 from submission.predict.preprocess import Preprocessing
+from submission.tasks import TASKS, get_task
+
+#: How a missing optional channel is filled: ``zero``, the value modality dropout gives a
+#: dropped channel after normalisation (:mod:`train.augment`).
+MISSING_FILLS = ("zero",)
 
 FORMAT = "bratskit-bundle"
 FORMAT_VERSION = 1
@@ -99,9 +111,26 @@ class Manifest:
     recommended: Recommended = field(default_factory=Recommended)
     bratskit_version: str = ""
     created: str = ""
+    task: str | None = None
+    missing_modalities: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_manifest(self)
+
+    @property
+    def scheme(self) -> LabelScheme:
+        """The label scheme the members were trained on: the task's, else ``label_scheme``."""
+        return get_task(self.task).label_scheme if self.task else get_scheme(self.label_scheme)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        """The regions the segmentation members predict, in :attr:`scheme`'s order."""
+        return tuple(r for r in self.scheme.region_names if r in self.regions)
+
+    @property
+    def required_channels(self) -> tuple[str, ...]:
+        """The channels every case must have (those without a missing-modality fill)."""
+        return tuple(c for c in self.channels if c not in self.missing_modalities)
 
     @property
     def formats(self) -> set[str]:
@@ -117,7 +146,7 @@ class Manifest:
     def fewest_members(self) -> int:
         """Segmentation members of the least covered region: confidence's largest top-k."""
         stage = self.stage("segmentation")
-        return min(sum(r in m.regions for m in stage) for r in TUMOUR_REGIONS)
+        return min(sum(r in m.regions for m in stage) for r in self.region_names)
 
     def stage(self, name: str) -> tuple[Member, ...]:
         """Members of stage ``name`` in manifest order."""
@@ -130,8 +159,10 @@ class Manifest:
             "format_version": FORMAT_VERSION,
             "bratskit_version": self.bratskit_version,
             "created": self.created,
+            "task": self.task,
             "label_scheme": self.label_scheme,
             "channels": list(self.channels),
+            "missing_modalities": dict(self.missing_modalities),
             "preprocessing": self.preprocessing.to_dict(),
             "localization": (
                 None if self.localization is None else {"window": list(self.localization)}
@@ -144,29 +175,32 @@ class Manifest:
 def _check_manifest(manifest: Manifest) -> None:
     if manifest.label_scheme not in SCHEMES:
         raise BundleError(f"label_scheme {manifest.label_scheme!r} is not one of {list(SCHEMES)}")
-    if sorted(manifest.channels) != sorted(MODALITIES):
-        raise BundleError(
-            f"channels must be an order of {list(MODALITIES)}, got {list(manifest.channels)}"
-        )
+    if manifest.task is not None and manifest.task not in TASKS:
+        raise BundleError(f"task {manifest.task!r} is not one of {list(TASKS)}")
+    _check_channels(manifest)
     if not manifest.members:
         raise BundleError("the manifest lists no member")
+    scheme = manifest.scheme
     for m in manifest.members:
         if m.stage not in STAGES:
             raise BundleError(f"member {m.name}: stage {m.stage!r} is not one of {list(STAGES)}")
-        if not m.regions or any(r not in TUMOUR_REGIONS for r in m.regions):
-            raise BundleError(f"member {m.name}: regions must be from {TUMOUR_REGIONS}")
+        if not m.regions or any(r not in scheme.regions for r in m.regions):
+            raise BundleError(
+                f"member {m.name}: regions must be from {list(scheme.region_names)} (labels "
+                f"{scheme.name}), got {list(m.regions)}"
+            )
         if m.outputs not in OUTPUT_KINDS:
             raise BundleError(f"member {m.name}: outputs must be one of {list(OUTPUT_KINDS)}")
         if not m.files or any(fmt not in FILE_FORMATS for fmt in m.files):
             raise BundleError(
                 f"member {m.name}: files must be keyed by {list(FILE_FORMATS)}, got {list(m.files)}"
             )
-        if m.stage == "localization" and tuple(m.regions) != ("WT",):
-            raise BundleError(f"localization member {m.name} must predict WT only")
+        if m.stage == "localization" and tuple(m.regions) != (scheme.outermost,):
+            raise BundleError(f"localization member {m.name} must predict {scheme.outermost} only")
     names = [m.name for m in manifest.members]
     if len(set(names)) != len(names):
         raise BundleError(f"member key/fold pairs must be unique, got {names}")
-    missing = [r for r in TUMOUR_REGIONS if r not in manifest.regions]
+    missing = [r for r in scheme.region_names if r not in manifest.regions]
     if missing:
         raise BundleError(f"no segmentation member predicts {', '.join(missing)}")
     has_stage1 = bool(manifest.stage("localization"))
@@ -177,9 +211,36 @@ def _check_manifest(manifest: Manifest) -> None:
         )
     for name in RECOMMENDABLE:
         try:
-            check_option(name, getattr(manifest.recommended, name), manifest.fewest_members)
+            check_option(
+                name,
+                getattr(manifest.recommended, name),
+                manifest.fewest_members,
+                manifest.region_names,
+            )
         except (TypeError, ValueError) as exc:
             raise BundleError(f"recommended.{name}: {exc}") from None
+
+
+def _check_channels(manifest: Manifest) -> None:
+    """Channels: distinct modalities (the task's when it has one); fills only for them."""
+    channels = list(manifest.channels)
+    allowed = MODALITIES
+    if manifest.task is not None:
+        task = get_task(manifest.task)
+        allowed = tuple(m for m in MODALITIES if m in (*task.modalities, *task.optional))
+    if not channels or len(set(channels)) != len(channels) or set(channels) - set(allowed):
+        raise BundleError(
+            f"channels must be distinct modalities of {list(allowed)}, got {channels}"
+        )
+    for modality, fill in manifest.missing_modalities.items():
+        if modality not in channels:
+            raise BundleError(f"missing_modalities: {modality!r} is not one of the channels")
+        if fill not in MISSING_FILLS:
+            raise BundleError(
+                f"missing_modalities.{modality}: fill {fill!r} is not one of {list(MISSING_FILLS)}"
+            )
+    if set(manifest.missing_modalities) == set(channels):
+        raise BundleError("missing_modalities: at least one channel must be required")
 
 
 def sha256_file(path: Path) -> str:
@@ -220,8 +281,10 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
     localization = raw.get("localization")
     return Manifest(
         members=tuple(members),
+        task=raw.get("task"),
         label_scheme=raw["label_scheme"],
         channels=tuple(raw["channels"]),
+        missing_modalities=dict(raw.get("missing_modalities", {})),
         preprocessing=preprocessing,
         localization=None if localization is None else tuple(localization["window"]),
         recommended=Recommended(**raw.get("recommended", {})),
@@ -373,8 +436,10 @@ def describe(manifest: Manifest, bundle_dir: Path | None = None) -> str:
         f"bundle {bundle_dir}" if bundle_dir is not None else "bundle",
         f"  format            {FORMAT} v{FORMAT_VERSION} "
         f"(bratskit {manifest.bratskit_version or '?'}, created {manifest.created or '?'})",
+        f"  task              {manifest.task or 'not stated (2021 glioma)'}",
         f"  label scheme      {manifest.label_scheme}",
-        f"  channels          {', '.join(manifest.channels)}",
+        f"  channels          {', '.join(manifest.channels)}"
+        + "".join(f", {m} may be missing ({f})" for m, f in manifest.missing_modalities.items()),
         f"  preprocessing     {manifest.preprocessing.to_dict()}",
         f"  localisation      {loc}",
         f"  recommended       ensemble {rec.ensemble}, top-k {rec.top_k or 'N/2'}, "
@@ -405,6 +470,7 @@ def summary(manifest: Manifest, bundle_dir: Path) -> dict[str, Any]:
     return {
         "bundle": str(bundle_dir),
         "manifest_sha256": sha256_file(Path(bundle_dir) / MANIFEST),
+        "task": manifest.task,
         "label_scheme": manifest.label_scheme,
         "members": len(manifest.members),
         "formats": sorted(manifest.formats),

@@ -21,13 +21,15 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from scipy.special import expit
 
-from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
+from submission.brats import ENHANCING, MODALITIES, get_scheme
+from submission.io.cases import Case, load_channels
+from submission.io.nifti import Grid
 from submission.predict import backends
 from submission.predict.backends import BackendError
 from submission.predict.bundle import read_manifest, verify_file, verify_files
@@ -57,6 +59,7 @@ class Prepared:
     image_cdhw: np.ndarray
     crop: CropInfo
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -103,7 +106,11 @@ class Engine:
         self.device = device
         self.options = (options or PredictOptions()).resolve(self.manifest)
         self.scheme = get_scheme(self.options.labels)
-        self.channel_order = [MODALITIES.index(c) for c in self.manifest.channels]
+        self.thresholds = region_thresholds(self.options.threshold, self.manifest.region_names)
+        #: What :meth:`prepare` takes: the bundle's channels in MODALITIES order (all four
+        #: for most tasks, t1c alone for MEN-RT), reordered to the members' order there.
+        self.input_modalities = tuple(m for m in MODALITIES if m in self.manifest.channels)
+        self.channel_order = [self.input_modalities.index(c) for c in self.manifest.channels]
         # The manifest's preprocessing without its padding to a divisor: each member pads
         # to its own size rule in predict_volume, so a network of stride 8 is not run on a
         # volume padded to 16 (a 240 x 240 x 155 brain: 152 x 200 x 152 voxels instead of
@@ -149,15 +156,34 @@ class Engine:
 
     # -- per case -------------------------------------------------------------------
 
+    @property
+    def required_modalities(self) -> tuple[str, ...]:
+        """The modalities a case must have (the runner's discovery refuses the others)."""
+        return tuple(m for m in self.input_modalities if m in self.manifest.required_channels)
+
+    def prepare_case(self, case: Case) -> tuple[Prepared, Grid]:
+        """Load a case's channels (an absent optional one filled as in training, said on
+        the case's line) and :meth:`prepare` it: the runner's reading-thread step."""
+        optional = tuple(self.manifest.missing_modalities)
+        image_cdhw, grid, absent = load_channels(case, self.input_modalities, optional)
+        prepared = self.prepare(image_cdhw)
+        prepared.notes += [
+            f"{m} absent: filled with {self.manifest.missing_modalities[m]}s, as the members "
+            "saw a dropped modality in training"
+            for m in absent
+        ]
+        return prepared, grid
+
     def prepare(self, image_cdhw: np.ndarray) -> Prepared:
-        """Crop and normalise a case (MODALITIES order in, the bundle's channel order out)."""
+        """Crop and normalise a case (:attr:`input_modalities` order in, the bundle's
+        channel order out)."""
         start = time.perf_counter()
         image, crop = preprocess_case(image_cdhw, self.preprocessing)
         return Prepared(image[self.channel_order], crop, time.perf_counter() - start)
 
     def segment(self, prepared: Prepared) -> CaseOutput:
         """Labels of one prepared case on its original grid, with stage timings."""
-        warnings: list[str] = []
+        warnings: list[str] = list(prepared.notes)
         timings = {"preprocess": prepared.seconds}
         probs = self.member_probabilities(prepared, warnings, timings)
         tick = time.perf_counter()
@@ -165,7 +191,11 @@ class Engine:
         timings["ensemble"] = time.perf_counter() - tick
         tick = time.perf_counter()
         labels_dhw = self.labels(regions, prepared.crop)
-        et_voxels = int(np.count_nonzero(labels_dhw == self.scheme.labels["ET"]))
+        et_voxels = (
+            int(np.count_nonzero(labels_dhw == self.scheme.labels[ENHANCING]))
+            if self.scheme.has_enhancing
+            else None
+        )
         timings["postprocess"] = time.perf_counter() - tick
         return CaseOutput(labels_dhw, timings, warnings, et_voxels)
 
@@ -185,7 +215,7 @@ class Engine:
         window = self._localise(image, warnings, keep)
         timings["localise"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        probs: dict[str, list[np.ndarray]] = {r: [] for r in TUMOUR_REGIONS}
+        probs: dict[str, list[np.ndarray]] = {r: [] for r in self.manifest.region_names}
         size = self.manifest.localization
         stage_image = image if window is None else extract_window(image, window, size)
         for slot in self._slots("segmentation", keep):
@@ -214,9 +244,9 @@ class Engine:
         stage1 = self._slots("localization", keep)
         if not stage1:
             return None
-        wt = [self._predict(slot, image, warnings)[0] for slot in stage1]
-        thresholds = region_thresholds(self.options.threshold)
-        mask = region_masks({"WT": wt}, ["WT"], "mean", thresholds)[0]
+        outer = self.manifest.scheme.outermost
+        whole = [self._predict(slot, image, warnings)[0] for slot in stage1]
+        mask = region_masks({outer: whole}, [outer], "mean", self.thresholds)[0]
         if not mask.any():
             warnings.append("stage 1 found no tumour: stage 2 ran on the brain-centred window")
             log.warning("localisation: %s", warnings[-1])
@@ -225,9 +255,8 @@ class Engine:
     def regions(self, probs: dict[str, list[np.ndarray]]) -> np.ndarray:
         """The options' ensemble of :meth:`member_probabilities`: bool region masks
         (R, d, h, w) in the region order of the options' label scheme."""
-        thresholds = region_thresholds(self.options.threshold)
         method, top_k = self.options.ensemble, self.options.top_k
-        return region_masks(probs, self.scheme.region_names, method, thresholds, top_k)
+        return region_masks(probs, self.scheme.region_names, method, self.thresholds, top_k)
 
     # -- one member, with its fallbacks ------------------------------------------------
 

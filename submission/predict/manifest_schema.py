@@ -34,11 +34,20 @@ from typing import Any
 MAX_SIZE = 1024
 #: A network's total stride on one axis (32 for the papers' networks).
 MAX_DIVISOR = 256
+#: The largest voxel size a manifest may state, in mm (native MRI slices are a few mm).
+MAX_SPACING_MM = 20.0
 #: The weight precisions of an exported file.
 FILE_PRECISIONS = ("fp32", "fp16")
 
 _TOP_REQUIRED = ("format", "format_version", "label_scheme", "channels", "preprocessing", "members")
-_TOP_OPTIONAL = ("bratskit_version", "created", "localization", "recommended")
+_TOP_OPTIONAL = (
+    "bratskit_version",
+    "created",
+    "localization",
+    "recommended",
+    "task",
+    "missing_modalities",
+)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -56,6 +65,13 @@ def check_manifest_data(raw: Any) -> None:
     for name in ("label_scheme", "bratskit_version", "created"):
         if name in raw:
             _string(raw[name], name)
+    if raw.get("task") is not None:
+        _string(raw["task"], "task", empty=False)
+    missing = raw.get("missing_modalities", {})
+    if not isinstance(missing, Mapping):
+        _fail("missing_modalities", "a mapping of modality to fill policy", missing)
+    for modality, policy in missing.items():
+        _string(policy, f"missing_modalities.{modality}")
     _list(raw["channels"], "channels", _string)
     _preprocessing(raw["preprocessing"])
     if raw.get("localization") is not None:
@@ -70,7 +86,7 @@ def check_manifest_data(raw: Any) -> None:
 
 
 def _preprocessing(raw: Any) -> None:
-    _keys(raw, "preprocessing", (), ("crop", "margin", "divisor", "normalise"))
+    _keys(raw, "preprocessing", (), ("crop", "margin", "divisor", "normalise", "spacing"))
     for name in ("crop", "normalise"):
         if name in raw:
             _string(raw[name], f"preprocessing.{name}")
@@ -78,6 +94,16 @@ def _preprocessing(raw: Any) -> None:
         _integer(raw["margin"], "preprocessing.margin", 0, MAX_SIZE)
     if "divisor" in raw:
         _integer(raw["divisor"], "preprocessing.divisor", 1, MAX_DIVISOR)
+    spacing = raw.get("spacing")
+    if spacing is not None and (
+        not isinstance(spacing, list)
+        or len(spacing) != 3
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_SPACING_MM
+            for v in spacing
+        )
+    ):
+        _fail("preprocessing.spacing", f"three voxel sizes in (0, {MAX_SPACING_MM}] mm", spacing)
 
 
 def _member(raw: Any, where: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from submission.brats import TUMOUR_REGIONS, get_scheme
+from submission.brats import SCHEMES, TUMOUR_REGIONS, get_scheme
 
 if TYPE_CHECKING:
     from submission.predict.bundle import Manifest
@@ -101,32 +101,38 @@ def check_thresholds(values: Sequence[float] | Mapping[str, float]) -> None:
         raise ValueError(f"thresholds must lie in [0, 1), got {bad}")
 
 
-def region_thresholds(threshold: float | Mapping[str, float]) -> dict[str, float]:
-    """The probability threshold of each of WT, TC and ET: a number applies to all three.
+def region_thresholds(
+    threshold: float | Mapping[str, float], regions: Sequence[str]
+) -> dict[str, float]:
+    """The probability threshold of each of ``regions`` (the bundle's, in its order): a
+    number applies to all of them.
 
     Raises:
-        ValueError: a mapping without exactly WT, TC and ET, or a value outside [0, 1).
+        ValueError: a mapping without exactly ``regions``, or a value outside [0, 1).
     """
     if isinstance(threshold, Mapping):
-        if set(threshold) != set(TUMOUR_REGIONS):
+        if set(threshold) != set(regions):
             raise ValueError(
-                f"per-region thresholds need exactly {', '.join(TUMOUR_REGIONS)}, "
+                f"per-region thresholds need exactly {', '.join(regions)}, "
                 f"got {', '.join(map(str, threshold))}"
             )
-        values = {r: float(threshold[r]) for r in TUMOUR_REGIONS}
+        values = {r: float(threshold[r]) for r in regions}
     else:
-        values = dict.fromkeys(TUMOUR_REGIONS, float(threshold))
+        values = dict.fromkeys(regions, float(threshold))
     check_thresholds(values)
     return values
 
 
 def parse_threshold(text: str) -> float | dict[str, float]:
     """A threshold as the command line and the parameters file spell it: one probability
-    for every region (``0.4``) or one for each of WT, TC and ET (``WT=0.4,TC=0.5,ET=0.5``,
-    in any order, region names in any case).
+    for every region (``0.4``) or one for each region (``WT=0.4,TC=0.5,ET=0.5``, in any
+    order, region names in any case; RC, CC or GTV where the bundle predicts them).
+
+    Which regions a mapping must name is the bundle's to say, so it is checked when the
+    options are resolved (:meth:`PredictOptions.resolve`).
 
     Raises:
-        ValueError: neither form, a region twice, not all three regions, or a value
+        ValueError: neither form, a region twice, a name no label scheme has, or a value
             outside [0, 1).
     """
     text = str(text).strip()
@@ -138,20 +144,37 @@ def parse_threshold(text: str) -> float | dict[str, float]:
             raise ValueError(f"threshold {text!r} is not {form}") from None
         check_thresholds([value])
         return value
+    known = {r for scheme in SCHEMES.values() for r in scheme.regions}
     values: dict[str, float] = {}
     for item in text.split(","):
         region, _, number = (part.strip() for part in item.partition("="))
         region = region.upper()
         if region in values:
             raise ValueError(f"threshold {text!r} gives {region} twice")
+        if region not in known:
+            raise ValueError(
+                f"threshold {text!r}: {region!r} is no region; regions are "
+                f"{', '.join(sorted(known))}"
+            )
         try:
             values[region] = float(number)
         except ValueError:
             raise ValueError(f"threshold {text!r}: {item.strip()!r} is not {form}") from None
-    return region_thresholds(values)
+    # The regions of some label scheme, all of them (the bundle's own are checked later).
+    region_sets = list(dict.fromkeys(scheme.region_names for scheme in SCHEMES.values()))
+    regions = next((r for r in region_sets if set(r) == set(values)), None)
+    if regions is None:  # the default scheme's regions first, then the other tasks'
+        others = " or ".join(", ".join(r) for r in region_sets[1:])
+        raise ValueError(
+            f"per-region thresholds need exactly {', '.join(region_sets[0])}, got "
+            f"{', '.join(values)} (other tasks' bundles: {others})"
+        )
+    return region_thresholds(values, regions)
 
 
-def check_option(name: str, value: Any, fewest_members: int) -> None:
+def check_option(
+    name: str, value: Any, fewest_members: int, regions: Sequence[str] = TUMOUR_REGIONS
+) -> None:
     """Check one ensemble or post-processing option, as a flag or a manifest gives it.
 
     Args:
@@ -159,6 +182,8 @@ def check_option(name: str, value: Any, fewest_members: int) -> None:
             ``threshold`` or ``overlap``.
         fewest_members: segmentation members of the bundle's least covered region, the
             largest top-k.
+        regions: the regions the bundle predicts, which a per-region threshold names
+            [WT, TC, ET].
 
     Raises:
         ValueError: the value is not allowed (see the module docstring).
@@ -173,7 +198,7 @@ def check_option(name: str, value: Any, fewest_members: int) -> None:
     elif name == "et_replace":
         check_et_replace(value)
     elif name == "threshold":
-        region_thresholds(value)
+        region_thresholds(value, regions)
     elif name == "overlap":
         check_overlap(value)
     else:
@@ -225,14 +250,16 @@ class PredictOptions:
         unset = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         resolved = replace(self, **unset)
         scheme = get_scheme(resolved.labels)
-        if not manifest.regions & set(scheme.region_names):
+        if not set(manifest.region_names) & set(scheme.region_names):
             raise ValueError(
                 f"labels {scheme.name} need regions {', '.join(scheme.region_names)}; this "
-                f"bundle's members predict {', '.join(sorted(manifest.regions))}: its labels "
+                f"bundle's members predict {', '.join(manifest.region_names)}: its labels "
                 "would all be background"
             )
         for name in RECOMMENDABLE:
-            check_option(name, getattr(resolved, name), manifest.fewest_members)
+            check_option(
+                name, getattr(resolved, name), manifest.fewest_members, manifest.region_names
+            )
         return resolved
 
 

@@ -1,8 +1,8 @@
 """Post-processing of region masks before labels are assembled.
 
 Order in :func:`postprocess`: small connected components removed (optional), nesting
-enforced (ET in TC in WT, the cyst in TC, the inner region winning), the ET minimum-volume threshold,
-then labels in the chosen scheme.
+enforced (ET in TC in WT, the cyst in TC, the inner region winning), the ET minimum-volume
+threshold, then labels in the chosen scheme.
 """
 
 from __future__ import annotations

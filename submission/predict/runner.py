@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from submission.brats import prediction_filename
+from submission.brats import MODALITIES, prediction_filename
 from submission.io.cases import Case, CaseError, discover_cases, load_case
 from submission.io.nifti import Grid, write_label_map
 from submission.predict.interruption import Interrupted, uninterrupted
@@ -65,7 +65,12 @@ class CaseOutput:
 
 
 class Pipeline(Protocol):
-    """A segmenter in two steps; ``prepare`` runs in the loading thread, ahead of time."""
+    """A segmenter in two steps; ``prepare`` runs in the loading thread, ahead of time.
+
+    A pipeline may also read cases itself: ``prepare_case(case) -> (prepared, grid)``
+    instead of :func:`~submission.io.cases.load_case` then ``prepare``, and
+    ``required_modalities``, what discovery requires of a case (all four otherwise).
+    """
 
     def prepare(self, image_cdhw: np.ndarray) -> Any:
         """Per-case work that needs no model (cropping, normalising)."""
@@ -149,7 +154,7 @@ def run_cases(
     check_folders(input_dir, output_dir)
     check_writable(output_dir)
     pipeline = segment if hasattr(segment, "prepare") else _FunctionPipeline(segment)
-    found = discover_cases(input_dir)
+    found = discover_cases(input_dir, getattr(pipeline, "required_modalities", MODALITIES))
     for warning in found.warnings:
         log.warning(warning)
     report = RunReport()
@@ -257,8 +262,11 @@ class _Executor(ThreadPoolExecutor):
 def _prepare(pipeline: Pipeline, case: Case) -> tuple[Any, float, Grid]:
     """Read and prepare one case (in the reading thread); returns the seconds it took."""
     start = time.perf_counter()
-    image_cdhw, grid = load_case(case)
-    prepared = pipeline.prepare(image_cdhw)
+    if hasattr(pipeline, "prepare_case"):
+        prepared, grid = pipeline.prepare_case(case)
+    else:
+        image_cdhw, grid = load_case(case)
+        prepared = pipeline.prepare(image_cdhw)
     return prepared, time.perf_counter() - start, grid
 
 

@@ -20,8 +20,9 @@ Two modes:
 * **held-out** (no splits): the cases are a tuning set no member trained on; every member
   predicts every case, and confidence is also scored for each k from 1 to N.
 
-The score is the mean over cases of the mean 2021 Dice of WT, TC and ET (CONTRACT.md 5:
-both empty gives 1, so an ET threshold that empties a false-positive ET on a case without
+The score is the mean over cases of the mean 2021 Dice of the bundle's regions (WT, TC
+and ET; RC or CC too, or GTV alone, for the tasks that have them; CONTRACT.md 5: both empty
+gives 1, so an ET threshold that empties a false-positive ET on a case without
 ET earns its point). HD95 is not computed for every candidate. Ties keep the bundle's
 current defaults, then the earlier candidate (mean, vote, confidence; smaller k; smaller
 ET threshold; larger probability thresholds).
@@ -46,10 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
-from submission.brats import TUMOUR_REGIONS, get_scheme, labels_to_regions
+from submission.brats import ENHANCING, LabelScheme, get_scheme, labels_to_regions
 from submission.evaluation.overlap_2021 import dice
 from submission.exit_codes import UnusableError
-from submission.io.cases import discover_cases, load_case
+from submission.io.cases import discover_cases
 from submission.io.nifti import read_label_map
 from submission.io.references import find_label_maps
 from submission.predict.bundle import Manifest, with_recommended, write_manifest
@@ -74,37 +75,37 @@ class TuningError(ValueError, UnusableError):
 @dataclass(frozen=True)
 class Candidate:
     """One choice of defaults; ``top_k`` None is the confidence default, ceil(N/2);
-    ``threshold`` is the probability threshold of WT, TC and ET."""
+    ``threshold`` is the probability threshold of each of the bundle's regions, in order."""
 
     ensemble: str
     top_k: int | None
     et_threshold: int
-    threshold: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    threshold: tuple[float, ...]
 
     def __str__(self) -> str:
         k = f" k={self.top_k}" if self.ensemble == "confidence" and self.top_k else ""
         p = "/".join(f"{t:g}" for t in self.threshold)
         return f"{self.ensemble}{k}, ET {self.et_threshold}, p {p}"
 
-    @property
-    def recommended_threshold(self) -> float | dict[str, float]:
-        """As the manifest stores it: one number when the three agree."""
+    def recommended_threshold(self, regions: Sequence[str]) -> float | dict[str, float]:
+        """As the manifest stores it: one number when the regions' thresholds agree."""
         if len(set(self.threshold)) == 1:
             return self.threshold[0]
-        return dict(zip(TUMOUR_REGIONS, self.threshold))
+        return dict(zip(regions, self.threshold))
 
 
 @dataclass
 class TuneResult:
-    """Per candidate, the Dice of each region for each case (cases x 3)."""
+    """Per candidate, the Dice of each region for each case (cases x regions)."""
 
     mode: str
     cases: list[str]
     current: Candidate
+    regions: tuple[str, ...]
     dice: dict[Candidate, list[list[float]]] = field(default_factory=dict)
 
     def score(self, candidate: Candidate) -> float:
-        """Mean over cases of the mean Dice of WT, TC and ET."""
+        """Mean over cases of the mean Dice of the regions."""
         return float(np.mean(self.dice[candidate]))
 
     def region_means(self, candidate: Candidate) -> list[float]:
@@ -123,15 +124,14 @@ class TuneResult:
         ranked = sorted(self.dice, key=lambda c: -self.score(c))
         rows = ranked[:top] + ([self.current] if self.current not in ranked[:top] else [])
         best = self.best
-        lines = [f"{'rank':>4}  {'candidate':<36} {'WT':>7} {'TC':>7} {'ET':>7} {'mean':>7}"]
+        width = 36 + 4 * max(0, len(self.regions) - 3)
+        heads = "".join(f" {r:>7}" for r in (*self.regions, "mean"))
+        lines = [f"{'rank':>4}  {'candidate':<{width}}{heads}"]
         for c in rows:
-            wt, tc, et = self.region_means(c)
+            means = "".join(f" {d:7.4f}" for d in (*self.region_means(c), self.score(c)))
             marks = " <- best" if c == best else ""
             marks += " (current)" if c == self.current else ""
-            lines.append(
-                f"{ranked.index(c) + 1:>4}  {c!s:<36} {wt:7.4f} {tc:7.4f} {et:7.4f} "
-                f"{self.score(c):7.4f}{marks}"
-            )
+            lines.append(f"{ranked.index(c) + 1:>4}  {c!s:<{width}}{means}{marks}")
         lines.append(f"({len(ranked)} candidates)")
         return "\n".join(lines)
 
@@ -142,7 +142,9 @@ class TuneResult:
         gain = self.score(best) - self.score(current)
         return "\n".join(
             [
-                f"== {self.mode}: {len(self.cases)} cases, mean Dice of WT, TC and ET",
+                f"== {self.mode}: {len(self.cases)} cases, mean Dice of "
+                f"{', '.join(self.regions[:-1])}{' and ' if len(self.regions) > 1 else ''}"
+                f"{self.regions[-1]}",
                 self.table(),
                 f"best: {best} (mean Dice {self.score(best):.4f}); current defaults: {current} "
                 f"({self.score(current):.4f}); improvement {gain:+.4f}",
@@ -153,7 +155,7 @@ class TuneResult:
         rows = [
             {
                 **vars(c),
-                "dice": dict(zip(TUMOUR_REGIONS, self.region_means(c))),
+                "dice": dict(zip(self.regions, self.region_means(c))),
                 "score": self.score(c),
             }
             for c in self.dice
@@ -163,6 +165,7 @@ class TuneResult:
             json.dumps(
                 {
                     "mode": self.mode,
+                    "regions": list(self.regions),
                     "cases": self.cases,
                     "current": vars(self.current),
                     "best": best,
@@ -179,9 +182,10 @@ def candidates(
     per_k: bool,
     et_thresholds: Sequence[int],
     probability_thresholds: Sequence[float] = PROBABILITY_THRESHOLDS,
+    regions: int = 3,
 ) -> list[Candidate]:
     """The grid: each ensemble method (confidence for each k when ``per_k``) x ET threshold
-    x a probability threshold per region."""
+    x a probability threshold for each of ``regions`` regions."""
     choices: list[tuple[str, int | None]] = [("mean", None), ("vote", None)]
     if per_k:
         choices += [("confidence", k) for k in range(1, n_members + 1)]
@@ -193,7 +197,7 @@ def candidates(
         Candidate(m, k, t, p)
         for m, k in choices
         for t in sorted(set(et_thresholds))
-        for p in itertools.product(per_region, repeat=len(TUMOUR_REGIONS))
+        for p in itertools.product(per_region, repeat=regions)
     ]
 
 
@@ -219,22 +223,28 @@ def score_candidates(
         references = find_label_maps(data_dir)
     except ValueError as exc:  # no reference label map at all
         raise TuningError(str(exc)) from None
-    cases = [c for c in discover_cases(data_dir).cases if c.case_id in references]
+    required = engine.required_modalities
+    cases = [c for c in discover_cases(data_dir, required).cases if c.case_id in references]
     if splits is not None:
         cases = [c for c in cases if c.case_id in splits]
     if not cases:
         where = " that the splits hold out" if splits is not None else ""
         raise TuningError(f"no case with a reference label map{where} in {data_dir}")
     current = _current(engine, splits is None)
+    regions = engine.manifest.region_names
+    if not get_scheme(engine.options.labels).has_enhancing:
+        et_thresholds = ()  # no ET to threshold (MEN-RT): the candidates differ in nothing
     grid = candidates(
         engine.manifest.fewest_members if splits is None else 0,
         splits is None,
         [*et_thresholds, current.et_threshold],
         [*probability_thresholds, *current.threshold],
+        len(regions),
     )
     if current not in grid:
         grid.insert(0, current)
-    result = TuneResult("out-of-fold" if splits is not None else "held-out", [], current)
+    mode = "out-of-fold" if splits is not None else "held-out"
+    result = TuneResult(mode, [], current, regions)
     result.dice = {c: [] for c in grid}
     for i, case in enumerate(cases, 1):
         fold = None if splits is None else splits[case.case_id]
@@ -249,41 +259,45 @@ def _current(engine: Engine, per_k: bool) -> Candidate:
     k = None
     if rec.ensemble == "confidence" and per_k:
         k = rec.top_k or math.ceil(engine.manifest.fewest_members / 2)
-    thresholds = region_thresholds(rec.threshold)
-    return Candidate(
-        rec.ensemble, k, rec.et_threshold, tuple(thresholds[r] for r in TUMOUR_REGIONS)
-    )
+    thresholds = region_thresholds(rec.threshold, engine.manifest.region_names)
+    return Candidate(rec.ensemble, k, rec.et_threshold, tuple(thresholds.values()))
 
 
 def _score_case(
     engine: Engine, case, reference: Path, fold: int | None, result: TuneResult
 ) -> None:
-    """Append every candidate's WT, TC and ET Dice for one case to ``result``."""
-    image, grid = load_case(case)
-    prepared = engine.prepare(image)
+    """Append every candidate's Dice of each of ``result.regions`` for one case."""
+    prepared, grid = engine.prepare_case(case)
     keep = (lambda m: True) if fold is None else (lambda m: m.fold == fold)
     probs = engine.member_probabilities(prepared, [], keep=keep)
     info = prepared.crop
-    ref_full = _reference_regions(reference, case.year, grid.shape)
+    manifest = engine.manifest
+    ref_scheme = manifest.scheme if manifest.task else get_scheme(case.year)
+    ref_full = _reference_regions(reference, ref_scheme, grid.shape, result.regions)
     ref = crop(ref_full, info)
     outside = ref_full.sum(axis=(1, 2, 3)) - ref.sum(axis=(1, 2, 3))
     inside = crop(np.ones(grid.shape, dtype=bool), info)  # not the crop's zero padding
     scheme = get_scheme(engine.options.labels)
     replace_with = engine.options.et_replace
+    scored = [scheme.region_names.index(r) for r in result.regions]
 
     def region_dice(regions_rdhw: np.ndarray, et_threshold: int) -> list[float]:
         labels = postprocess(regions_rdhw, scheme, et_threshold, replace_with)
-        pred = labels_to_regions(labels, scheme)[: len(TUMOUR_REGIONS)] & inside
-        return [_dice(pred[r], ref[r], int(outside[r])) for r in range(len(TUMOUR_REGIONS))]
+        pred = labels_to_regions(labels, scheme)[scored] & inside
+        return [_dice(pred[r], ref[r], int(outside[r])) for r in range(len(scored))]
 
     groups: dict[tuple, list[Candidate]] = {}
     for c in result.dice:
         groups.setdefault((c.ensemble, c.top_k, c.threshold), []).append(c)
     masks: dict[tuple, np.ndarray] = {}
     for (method, k, thresholds), group in groups.items():
-        per_region = dict(zip(TUMOUR_REGIONS, thresholds))
+        per_region = dict(zip(result.regions, thresholds))
         regions = region_masks(probs, scheme.region_names, method, per_region, k, cache=masks)
-        et_voxels = int(np.count_nonzero(regions[scheme.region_names.index("ET")]))
+        et_voxels = (
+            int(np.count_nonzero(regions[scheme.region_names.index(ENHANCING)]))
+            if scheme.has_enhancing
+            else 0
+        )
         kept = region_dice(regions, 0)
         removed = region_dice(regions, et_voxels + 1) if et_voxels else kept
         for c in group:
@@ -303,7 +317,7 @@ def write_recommended(result: TuneResult, manifest: Manifest, bundle_dir: Path) 
         ensemble=best.ensemble,
         top_k=best.top_k,
         et_threshold=best.et_threshold,
-        threshold=best.recommended_threshold,
+        threshold=best.recommended_threshold(result.regions),
     )
     return write_manifest(bundle_dir, tuned)
 
@@ -316,9 +330,21 @@ def _dice(pred: np.ndarray, ref: np.ndarray, ref_outside: int) -> float:
     return 2.0 * int(np.count_nonzero(pred & ref)) / total
 
 
-def _reference_regions(path: Path, scheme: str, shape: tuple[int, ...]) -> np.ndarray:
-    """WT, TC and ET masks of a reference label map (in its layout's label scheme)."""
+def _reference_regions(
+    path: Path, scheme: LabelScheme, shape: tuple[int, ...], regions: Sequence[str]
+) -> np.ndarray:
+    """The masks of ``regions`` in a reference label map of ``scheme``.
+
+    Raises:
+        TuningError: a shape other than the case's, or a region the scheme lacks.
+    """
     seg, grid = read_label_map(path)
     if grid.shape != shape:
         raise TuningError(f"reference {path} has shape {grid.shape}, its case {shape}")
-    return labels_to_regions(seg, scheme)[: len(TUMOUR_REGIONS)]
+    missing = [r for r in regions if r not in scheme.regions]
+    if missing:
+        raise TuningError(
+            f"reference {path} is read as {scheme.name} labels, which have no {missing}"
+        )
+    all_regions = labels_to_regions(seg, scheme)
+    return all_regions[[scheme.region_names.index(r) for r in regions]]

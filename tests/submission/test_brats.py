@@ -34,7 +34,7 @@ def test_parse_filename(name, case_id, year, modality):
 
 
 @pytest.mark.parametrize(
-    "name", ["notes.txt", "BraTS2021_00042.nii.gz", "x_t1c.nii.gz", "x-t1ce.nii.gz", "x_t1.nii.bz2"]
+    "name", ["notes.txt", "BraTS2021_00042.nii.gz", "x-t1.nii.gz", "x-t1ce.nii.gz", "x_t1.nii.bz2"]
 )
 def test_unrelated_names_are_not_parsed(name):
     assert parse_filename(name) is None

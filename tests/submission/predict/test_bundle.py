@@ -45,6 +45,7 @@ def test_summary_is_what_bundle_json_prints(tmp_path):
     assert summary(manifest, bundle) == {
         "bundle": str(bundle),
         "manifest_sha256": digest,
+        "task": None,
         "label_scheme": "2021",
         "members": 3,
         "formats": ["onnx"],

@@ -75,11 +75,21 @@ def test_none_takes_the_manifest_recommendation_and_flags_override(tmp_path):
 
 
 def test_region_thresholds():
-    assert region_thresholds(0.4) == {"WT": 0.4, "TC": 0.4, "ET": 0.4}
+    regions = ("WT", "TC", "ET")
+    assert region_thresholds(0.4, regions) == {"WT": 0.4, "TC": 0.4, "ET": 0.4}
     per_region = {"ET": 0.6, "WT": 0.3, "TC": 0.5}
-    assert list(region_thresholds(per_region).items()) == [("WT", 0.3), ("TC", 0.5), ("ET", 0.6)]
+    assert list(region_thresholds(per_region, regions).items()) == [
+        ("WT", 0.3),
+        ("TC", 0.5),
+        ("ET", 0.6),
+    ]
     with pytest.raises(ValueError, match=r"got \{'ET': -0.1\}"):
-        region_thresholds({"WT": 0.3, "TC": 0.5, "ET": -0.1})
+        region_thresholds({"WT": 0.3, "TC": 0.5, "ET": -0.1}, regions)
+    # the bundle's regions decide: RC is a region of gli-post bundles, not of 2021 ones
+    assert region_thresholds(0.4, ("WT", "TC", "ET", "RC"))["RC"] == 0.4
+    for text in ("WT=0.3,TC=0.5", "WT=0.3,TC=0.5,ET=0.5,RC=0.5"):
+        with pytest.raises(ValueError, match="per-region thresholds need exactly WT, TC, ET, got"):
+            region_thresholds(parse_threshold(text), regions)
 
 
 def bratskit(*args):
@@ -132,8 +142,7 @@ def test_parse_threshold_reads_one_probability_or_one_per_region():
         ("nan", r"thresholds must lie in \[0, 1\)"),
         ("half", "threshold 'half' is not a probability like 0.4, or one per region like WT=0.4"),
         ("0.4,0.5", "threshold '0.4,0.5' is not a probability"),
-        ("WT=0.3,TC=0.5", "per-region thresholds need exactly WT, TC, ET, got WT, TC"),
-        ("WT=0.3,TC=0.5,ET=0.5,RC=0.5", "need exactly WT, TC, ET, got WT, TC, ET, RC"),
+        ("WT=0.3,XX=0.5", "'XX' is no region; regions are CC, ET, GTV, RC, TC, WT"),
         ("WT=0.3,wt=0.4,ET=0.5", "threshold 'WT=0.3,wt=0.4,ET=0.5' gives WT twice"),
         ("WT=0.3,TC=,ET=0.5", "threshold 'WT=0.3,TC=,ET=0.5': 'TC=' is not a probability"),
         ("WT=0.3,TC=0.5,ET=1.5", r"thresholds must lie in \[0, 1\), got \{'ET': 1.5\}"),

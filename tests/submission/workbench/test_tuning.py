@@ -215,9 +215,9 @@ def test_cases_without_references_are_an_input_error(case_factory, tmp_path):
 def test_write_recommended_stores_the_best_candidate(tmp_path):
     bundle = channel_bundle(tmp_path / "b")
     manifest = read_manifest(bundle)
-    current = Candidate("mean", None, 0)
+    current = Candidate("mean", None, 0, (0.5,) * 3)
     best = Candidate("confidence", 2, 400, (0.3, 0.5, 0.5))
-    result = TuneResult("held-out", ["c1", "c2"], current)
+    result = TuneResult("held-out", ["c1", "c2"], current, ("WT", "TC", "ET"))
     result.dice = {current: [[0.8, 0.7, 0.6]] * 2, best: [[0.9, 0.7, 0.6]] * 2}
     assert write_recommended(result, manifest, bundle) == bundle / "manifest.json"
     tuned = read_manifest(bundle)
@@ -240,9 +240,12 @@ def test_write_recommended_stores_the_best_candidate(tmp_path):
 def test_write_recommended_refuses_a_candidate_the_bundle_cannot_take(tmp_path):
     bundle = channel_bundle(tmp_path / "b")
     before = (bundle / "manifest.json").read_bytes()
-    current = Candidate("mean", None, 0)
-    result = TuneResult("held-out", ["c1"], current)
-    result.dice = {current: [[0.5, 0.5, 0.5]], Candidate("confidence", 5, 0): [[1, 1, 1]]}
+    current = Candidate("mean", None, 0, (0.5,) * 3)
+    result = TuneResult("held-out", ["c1"], current, ("WT", "TC", "ET"))
+    result.dice = {
+        current: [[0.5, 0.5, 0.5]],
+        Candidate("confidence", 5, 0, (0.5,) * 3): [[1, 1, 1]],
+    }
     with pytest.raises(BundleError, match="recommended.top_k: top-k must lie in 1..3"):
         write_recommended(result, read_manifest(bundle), bundle)
     assert (bundle / "manifest.json").read_bytes() == before
