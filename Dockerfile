@@ -79,6 +79,9 @@ ENTRYPOINT ["/opt/bratskit/entrypoint.sh"]
 ARG BACKEND=onnx
 ARG BUNDLE_SHA256=unknown
 ARG LABEL_SCHEME=2021
+# The bundle's BraTS task (submission/tasks.py): its labels, channels and names are the
+# bundle's defaults, so a single-task image needs no flag.
+ARG TASK=gli-2021
 ARG CREATED=unknown
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="bratskit BraTS submission" \
@@ -89,4 +92,5 @@ LABEL org.opencontainers.image.title="bratskit BraTS submission" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.bratskit.bundle.sha256="${BUNDLE_SHA256}" \
       org.bratskit.label-scheme="${LABEL_SCHEME}" \
+      org.bratskit.task="${TASK}" \
       org.bratskit.backend="${BACKEND}"

@@ -23,10 +23,12 @@ mkdir -p build/image wheelhouse
 touch wheelhouse/.keep
 cp -rL "$BUNDLE" build/image/bundle
 
-read -r scheme sha < <(python3 - "$BUNDLE/manifest.json" <<'PY'
+read -r scheme task sha < <(python3 - "$BUNDLE/manifest.json" <<'PY'
 import hashlib, json, sys
 raw = open(sys.argv[1], "rb").read()
-print(json.loads(raw).get("label_scheme", "2021"), hashlib.sha256(raw).hexdigest())
+manifest = json.loads(raw)
+print(manifest.get("label_scheme", "2021"), manifest.get("task") or "gli-2021",
+      hashlib.sha256(raw).hexdigest())
 PY
 )
 version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' submission/__init__.py)
@@ -36,6 +38,7 @@ args=(
     --build-arg "VERSION=$version"
     --build-arg "BUNDLE_SHA256=$sha"
     --build-arg "LABEL_SCHEME=$scheme"
+    --build-arg "TASK=$task"
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     --build-arg "REVISION=$revision"
     --tag "$IMAGE"
@@ -45,7 +48,7 @@ if compgen -G "wheelhouse/$BACKEND/*.whl" >/dev/null; then
     args+=(--network none)
     echo "offline build: Python packages from wheelhouse/$BACKEND"
 fi
-echo "building $IMAGE: bundle $BUNDLE (manifest sha256 ${sha:0:12}, labels $scheme)," \
+echo "building $IMAGE: bundle $BUNDLE (manifest sha256 ${sha:0:12}, task $task, labels $scheme)," \
     "backend $BACKEND, base ${BASE_IMAGE:-python:3.11-slim-bookworm (default)}"
 docker build "${args[@]}" .
 size=$(docker image inspect --format '{{.Size}}' "$IMAGE")

@@ -61,6 +61,8 @@ class BundleFields:
     channels: tuple[str, ...] = MODALITIES
     localization: tuple[int, int, int] | None = None
     recommended: Recommended = field(default_factory=Recommended)
+    task: str | None = None
+    missing_modalities: dict[str, str] = field(default_factory=dict)
 
     def manifest(self, members: Sequence[Member]) -> Manifest:
         """A checked manifest of ``members`` with these fields.
@@ -71,8 +73,10 @@ class BundleFields:
         try:
             return Manifest(
                 members=tuple(members),
+                task=self.task,
                 label_scheme=self.label_scheme,
                 channels=self.channels,
+                missing_modalities=dict(self.missing_modalities),
                 preprocessing=self.preprocessing,
                 localization=self.localization,
                 recommended=self.recommended,
@@ -130,7 +134,7 @@ def export_runs(
     log.info("exporting %d checkpoint(s) of %d run(s) to %s", len(plan), len(runs), out)
     start = time.perf_counter()
     with staged_folder(out, force) as tmp:
-        members = _export_members(plan, fields.preprocessing, tmp, settings)
+        members = _export_members(plan, fields.preprocessing, tmp, settings, fields.channels)
         manifest = fields.manifest(members)
         write_manifest(tmp, manifest)
         load_bundle(tmp)
@@ -157,6 +161,13 @@ def bundle_fields(runs: Sequence[TrainingRun], labels: str | None = None) -> Bun
                 f"runs {first.path} and {run.path} use different label schemes "
                 f"({first.label_scheme} vs {run.label_scheme}): export them separately"
             )
+        for what in ("task", "channels", "missing_modalities"):
+            mine, theirs = getattr(first.config, what), getattr(run.config, what)
+            if mine != theirs:
+                raise RunError(
+                    f"runs {first.path} and {run.path} differ in {what} ({mine} vs "
+                    f"{theirs}): a bundle's members share them, export them separately"
+                )
     windows = {run.localization_window for run in runs} - {None}
     if len(windows) > 1:
         raise RunError(f"the runs' localisation windows {sorted(windows)} differ; a bundle has one")
@@ -170,6 +181,9 @@ def bundle_fields(runs: Sequence[TrainingRun], labels: str | None = None) -> Bun
         preprocessing=first.config.preprocessing,
         localization=windows.pop() if windows else None,
         recommended=recommended_for([run.config for run in runs]),
+        task=first.config.task,
+        channels=first.config.channels,
+        missing_modalities=first.config.missing_modalities,
     )
 
 
@@ -218,6 +232,7 @@ def _export_members(
     preprocessing: Preprocessing,
     bundle_dir: Path,
     settings: ExportSettings,
+    channels: tuple[str, ...] = MODALITIES,
 ) -> list[Member]:
     """Load, export and check every planned member; parity inputs shared per shape."""
     inputs: dict[tuple[SizeRule, tuple[int, ...] | None], ParityInputs] = {}
@@ -227,7 +242,9 @@ def _export_members(
         member = planned.member
         cache_key = (loaded.size_rule, member.patch)
         if cache_key not in inputs:
-            inputs[cache_key] = parity_inputs(loaded.size_rule, preprocessing, member.patch)
+            inputs[cache_key] = parity_inputs(
+                loaded.size_rule, preprocessing, member.patch, channels=channels
+            )
         files = export_files(
             loaded.model,
             loaded.size_rule,

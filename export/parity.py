@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from export.errors import ExportError
+from submission.brats import MODALITIES
 from submission.predict.preprocess import Preprocessing, crop, preprocess_case
 from submission.predict.sliding_window import SizeRule
 from submission.predict.tumour_window import extract_window, tumour_window_start
@@ -44,8 +45,8 @@ class ParityInputs:
     """The export and check inputs of one model, float32 preprocessed images.
 
     Attributes:
-        trace_ncdhw: (1, 4, d, h, w), what the graph is traced and exported with.
-        check_ncdhw: (2, 4, D, H, W), what every exported file is compared on; D, H, W
+        trace_ncdhw: (1, C, d, h, w), what the graph is traced and exported with.
+        check_ncdhw: (2, C, D, H, W), what every exported file is compared on; D, H, W
             differ from d, h, w on every axis the size rule does not fix.
     """
 
@@ -103,12 +104,15 @@ def parity_inputs(
     preprocessing: Preprocessing,
     patch_dhw: Sequence[int] | None = None,
     seed: int = 0,
+    channels: Sequence[str] = MODALITIES,
 ) -> ParityInputs:
-    """Realistic trace and check inputs for a model (see the module docstring)."""
+    """Realistic trace and check inputs for a model (see the module docstring), with the
+    model's input ``channels`` (the task's modalities) in their order."""
     trace, check = parity_shapes(rule, patch_dhw)
     image_cdhw, regions_rdhw = synthetic_case(
         preprocessing, np.maximum(trace, check).tolist(), seed
     )
+    image_cdhw = image_cdhw[[MODALITIES.index(c) for c in channels]]
     window = tumour_window(image_cdhw, regions_rdhw, check)
     check_ncdhw = np.stack([window, np.flip(window, (1, 2, 3))])
     trace_ncdhw = tumour_window(image_cdhw, regions_rdhw, trace)[None]

@@ -46,6 +46,11 @@ class AugmentConfig:
         rotate_deg: rotation angle per axis drawn from ``U(-r, r)`` degrees.
         scale_range: isotropic sampling-grid scale ``1 + U(-s, s)`` (MONAI convention:
             a factor above 1 shrinks the content).
+        modality_dropout: probability that one of the task's optional modalities (MET
+            2026: t2w) is zeroed in a training patch (:func:`drop_modality`), so the
+            members learn to segment without it; the bundle then declares the modality
+            optional and the runtime fills an absent one with the same zeros. No paper
+            of ``../shared/seeds`` drops modalities: this serves the 2026 MET rule.
     """
 
     flip_p: float = 0.5
@@ -55,9 +60,10 @@ class AugmentConfig:
     affine_p: float = 0.0
     rotate_deg: float = 15.0
     scale_range: float = 0.1
+    modality_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("flip_p", "intensity_p", "affine_p"):
+        for name in ("flip_p", "intensity_p", "affine_p", "modality_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"AugmentConfig.{name}={value} is not a probability in [0, 1]")
@@ -257,3 +263,21 @@ def two_views(
     image, regions = _flip(image, regions, cfg, rng)
     views = [_spatial_and_intensity(image, regions, cfg, rng) for _ in range(2)]
     return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
+
+
+def drop_modality(
+    image_cdhw: np.ndarray, optional: Sequence[int], rate: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Modality dropout: with probability ``rate``, one of the ``optional`` channels
+    (chosen uniformly) becomes zeros, what the runtime feeds for an absent modality (the
+    z-scored image of a missing file). Draws two numbers whatever happens.
+
+    Returns:
+        float32 (C, D, H, W), a new array when a channel was dropped, else ``image_cdhw``.
+    """
+    fire, pick = rng.random(), rng.random()
+    if not optional or fire >= rate:
+        return image_cdhw
+    out = np.array(image_cdhw, dtype=np.float32, copy=True)
+    out[optional[int(pick * len(optional))]] = 0.0
+    return out

@@ -9,8 +9,10 @@ written to temporary names and renamed, so five fold jobs sharing a run may buil
 cache at the same time.
 
 Layout per case, ``<cache>/<key>/<case id>/``:
-    ``image.npy``    (4, d, h, w) float16 or float32, the network input of
-                     :func:`submission.predict.preprocess.preprocess_case`.
+    ``image.npy``    (C, d, h, w) float16 or float32, the network input of
+                     :func:`submission.predict.preprocess.preprocess_case`, after
+                     resampling to ``preprocessing.spacing`` when the recipe sets one
+                     (:func:`submission.predict.resample.resample_case`, as the runtime).
     ``regions.npy``  (d, h, w) uint8, bit r set where region r of the label scheme (WT, TC,
                      ET, then RC or CC; GTV alone for MEN-RT) is present.
     ``meta.json``    source files, crop, label scheme.
@@ -29,11 +31,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from submission.brats import LabelScheme, get_scheme, labels_to_regions
-from submission.io.cases import Case, CaseError, InputError, discover_cases, load_case
+from submission.brats import MODALITIES, LabelScheme, get_scheme, labels_to_regions
+from submission.io.cases import Case, CaseError, InputError, discover_cases, load_channels
 from submission.io.nifti import read_label_map
 from submission.io.references import label_file
 from submission.predict.preprocess import Preprocessing, crop, preprocess_case
+from submission.predict.resample import resample_case, voxel_spacing
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -47,7 +50,7 @@ class CachedCase:
     folder: Path
 
     def image(self) -> np.ndarray:
-        """(4, d, h, w) memory-mapped network input."""
+        """(C, d, h, w) memory-mapped network input, the run's channels in order."""
         return np.load(self.folder / "image.npy", mmap_mode="r")
 
     def packed_regions(self) -> np.ndarray:
@@ -80,18 +83,26 @@ def unpack_regions(packed_dhw: np.ndarray, count: int) -> np.ndarray:
     return (np.asarray(packed_dhw)[None] >> shifts) & 1
 
 
-def cache_key(spec: Preprocessing, dtype: str, label_scheme: str) -> str:
-    """Short hash of everything that changes the cached arrays."""
+def cache_key(
+    spec: Preprocessing,
+    dtype: str,
+    label_scheme: str,
+    channels: tuple[str, ...] = MODALITIES,
+) -> str:
+    """Short hash of everything that changes the cached arrays (the four modalities'
+    keys are those of caches written before tasks had their own channels)."""
     state = {
         "version": CACHE_VERSION,
         "pre": spec.to_dict(),
         "dtype": dtype,
         "labels": label_scheme,
     }
+    if tuple(channels) != MODALITIES:
+        state["channels"] = list(channels)
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def training_cases(data_dir: Path) -> list[Case]:
+def training_cases(data_dir: Path, required: tuple[str, ...] = MODALITIES) -> list[Case]:
     """Cases of a training folder that have a label map; others are reported and skipped.
 
     The label map is found by the rule ``tune`` and ``evaluate`` use
@@ -100,7 +111,7 @@ def training_cases(data_dir: Path) -> list[Case]:
     Raises:
         InputError: the folder is missing or has no usable labelled case.
     """
-    found = discover_cases(data_dir)
+    found = discover_cases(data_dir, required)
     cases, unlabelled = [], []
     for case in found.cases:
         try:
@@ -124,6 +135,8 @@ def build_cache(
     dtype: str = "float16",
     label_scheme: str = "auto",
     progress: bool = True,
+    channels: tuple[str, ...] = MODALITIES,
+    optional: tuple[str, ...] = (),
 ) -> dict[str, CachedCase]:
     """Make sure every case is cached with these settings; build what is missing or stale.
 
@@ -134,11 +147,13 @@ def build_cache(
         dtype: ``float16`` or ``float32`` storage of the image.
         label_scheme: scheme of the label maps, or ``auto`` (2021 names -> 2021, else 2023).
         progress: show a progress bar while building.
+        channels: the modalities cached, in this order (the task's).
+        optional: channels a case may lack, cached as zeros (the runtime's fill).
 
     Returns:
         case id -> :class:`CachedCase`, in case order.
     """
-    folder = Path(cache_root) / cache_key(spec, dtype, label_scheme)
+    folder = Path(cache_root) / cache_key(spec, dtype, label_scheme, channels)
     folder.mkdir(parents=True, exist_ok=True)
     state = {"version": CACHE_VERSION, "preprocessing": spec.to_dict(), "dtype": dtype}
     (folder / "cache.json").write_text(json.dumps(state, indent=1))
@@ -146,7 +161,7 @@ def build_cache(
     if stale:
         log.info("caching %d of %d case(s) in %s", len(stale), len(cases), folder)
     for case in tqdm(stale, desc="cache", unit="case", disable=not progress or not stale):
-        _cache_case(case, folder / case.case_id, spec, dtype, label_scheme)
+        _cache_case(case, folder / case.case_id, spec, dtype, label_scheme, channels, optional)
     return {c.case_id: CachedCase(c.case_id, folder / c.case_id) for c in cases}
 
 
@@ -163,8 +178,16 @@ def _is_fresh(case: Case, folder: Path) -> bool:
     return meta.get("sources") == _sources(case)
 
 
-def _cache_case(case: Case, folder: Path, spec: Preprocessing, dtype: str, scheme: str) -> None:
-    image_cdhw, grid = load_case(case)
+def _cache_case(
+    case: Case,
+    folder: Path,
+    spec: Preprocessing,
+    dtype: str,
+    scheme: str,
+    channels: tuple[str, ...],
+    optional: tuple[str, ...],
+) -> None:
+    image_cdhw, grid, absent = load_channels(case, channels, optional)
     seg_path = label_file(case)
     seg_dhw, seg_grid = read_label_map(seg_path)
     if seg_grid.shape != grid.shape:
@@ -173,14 +196,19 @@ def _cache_case(case: Case, folder: Path, spec: Preprocessing, dtype: str, schem
     bad = set(np.unique(seg_dhw).tolist()) - get_scheme(scheme_name).valid_labels
     if bad:
         raise ValueError(f"{seg_path}: labels {sorted(bad)} not in scheme {scheme_name}")
+    regions = labels_to_regions(seg_dhw, scheme_name)
+    if spec.spacing is not None:  # native-space tasks: the members' spacing, as at runtime
+        spacing = voxel_spacing(grid.affine)
+        image_cdhw, regions = resample_case(image_cdhw, regions, spacing, spec.spacing)
     norm_cdhw, info = preprocess_case(image_cdhw, spec)
-    regions = crop(labels_to_regions(seg_dhw, scheme_name), info)
+    regions = crop(regions, info)
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_save(folder / "image.npy", norm_cdhw.astype(dtype))
     _atomic_save(folder / "regions.npy", pack_regions(regions))
     meta = {
         "case_id": case.case_id,
         "scheme": scheme_name,
+        "absent": absent,
         "crop": {"in_shape": info.in_shape, "start": info.start, "stop": info.stop},
         "sources": _sources(case),
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from submission.brats import TUMOUR_REGIONS
+from submission.brats import SCHEMES
 from submission.exit_codes import BadValueError, UnavailableError, exit_on_error
 from submission.io.cases import InputError
 
@@ -35,9 +35,12 @@ def _regions(value: str | None) -> tuple[str, ...] | None:
     if value is None or value == "all":
         return None
     regions = tuple(v.strip().upper() for v in value.split(","))
-    bad = [r for r in regions if r not in TUMOUR_REGIONS]
+    known = {r for scheme in SCHEMES.values() for r in scheme.regions}
+    bad = [r for r in regions if r not in known]
     if bad:
-        raise click.BadParameter(f"regions must be from wt,tc,et or 'all', got {value!r}")
+        raise click.BadParameter(
+            f"regions must be from {','.join(sorted(known)).lower()} or 'all', got {value!r}"
+        )
     return regions
 
 
@@ -55,7 +58,14 @@ def _regions(value: str | None) -> tuple[str, ...] | None:
     "--regions",
     default="all",
     show_default=True,
-    help="Members predicting these regions: all or wt,tc,et.",
+    help="Members predicting these regions: all or wt,tc,et (rc, cc, gtv for the tasks "
+    "that have them).",
+)
+@click.option(
+    "--task",
+    metavar="TASK",
+    help="BraTS task the recipe is retargeted to: its regions, modalities and labels "
+    "(gli-2021 default; gli-post, met, ped, men, men-rt, ...; see the README's tasks).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
@@ -86,6 +96,7 @@ def train(
     out,
     folds,
     regions,
+    task,
     epochs,
     batch_size,
     workers,
@@ -107,7 +118,8 @@ def train(
         ) from None
     overrides = {"epochs": epochs, "batch_size": batch_size, "num_workers": workers, "amp": amp}
     if describe:
-        click.echo(describe_recipe(load_config(describe)))
+        recipe = load_config(describe)
+        click.echo(describe_recipe(recipe.for_task(task) if task else recipe))
         return
     missing = [
         n for n, v in (("--data", data), ("--config", config_name), ("--out", out)) if v is None
@@ -115,6 +127,8 @@ def train(
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or use --describe NAME)")
     config = load_config(config_name, overrides)
+    if task:
+        config = config.for_task(task)
     if not data.is_dir():
         raise InputError(f"training folder {data} does not exist")
     request = RunRequest(data, out, config, _folds(folds), _regions(regions), device, resume, cache)

@@ -7,6 +7,11 @@ optimiser, schedule and crop. Paper 002 trains three single-region models per st
 its recipe has four members (stage-1 WT, stage-2 WT/TC/ET); the other papers have one.
 Its ``recommended:`` block holds the ensemble and post-processing defaults its paper
 gives; they travel in the run's ``config.yaml`` into the bundle's manifest.
+
+The papers' recipes are written for the 2021 task (WT, TC and ET from four modalities).
+``bratskit train --task T`` retargets one to another BraTS task (:meth:`TrainConfig.for_task`):
+the members predict the task's regions from the task's modalities, so every recipe serves
+every task without a copy per task.
 """
 
 from __future__ import annotations
@@ -18,15 +23,19 @@ from typing import Any
 
 import yaml
 
-from submission.brats import TUMOUR_REGIONS
+from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
 from submission.exit_codes import BadValueError
 from submission.predict.bundle import Recommended
 from submission.predict.members import STAGES
 from submission.predict.options import RECOMMENDABLE, check_option
 from submission.predict.preprocess import Preprocessing
+from submission.tasks import Task, get_task
 from train.augment import AugmentConfig
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
+#: The voxel size (mm) members of a native-space task train at: the 1 mm of BraTS space,
+#: which the papers' networks and crops are sized for (a recipe may set another).
+NATIVE_TRAINING_SPACING = (1.0, 1.0, 1.0)
 SAMPLINGS = ("random", "tumour")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("none", "plateau", "cosine")
@@ -69,7 +78,9 @@ class MemberConfig:
         key: folder name of this member in the run (``seg``, ``stage2-et``...).
         stage: ``segmentation``, or ``localization`` for 002's stage-1 WT model whose
             prediction places the stage-2 crop.
-        regions: what it predicts, from WT, TC, ET, in output-channel order.
+        regions: what it predicts, in output-channel order: regions of the recipe's
+            label scheme (WT, TC, ET in the papers' 2021 recipes; RC, CC or GTV once
+            retargeted to a task that has them, :meth:`TrainConfig.for_task`).
         arch: model name in :data:`train.models.MODELS`.
         arch_params: keyword arguments of the model builder.
         loss: name in :data:`train.losses.LOSSES`.
@@ -93,9 +104,8 @@ class MemberConfig:
     def __post_init__(self) -> None:
         _choice(f"{self.key}.stage", self.stage, STAGES)
         _choice(f"{self.key}.sampling", self.sampling, SAMPLINGS)
-        bad = [r for r in self.regions if r not in TUMOUR_REGIONS]
-        if bad or not self.regions:
-            raise ConfigError(f"{self.key}.regions must be from {TUMOUR_REGIONS}, got {bad}")
+        if not self.regions or len(set(self.regions)) != len(self.regions):
+            raise ConfigError(f"{self.key}.regions must be distinct regions, got {self.regions}")
         if len(self.crop) != 3 or min(self.crop) < 1:
             raise ConfigError(f"{self.key}.crop must be three positive sizes, got {self.crop}")
 
@@ -115,6 +125,9 @@ class TrainConfig:
         recommended: ensemble and post-processing defaults written into the bundle;
             without a ``recommended:`` block, :class:`Recommended`'s (the mean, no ET
             threshold).
+        task: the BraTS task (:mod:`submission.tasks`) the members were retargeted to
+            by :meth:`for_task`; None is the papers' 2021 task (``label_scheme`` then
+            says how the label maps are read).
     """
 
     name: str
@@ -135,6 +148,7 @@ class TrainConfig:
     val_threshold: float = 0.5
     cache_dtype: str = "float16"
     recommended: Recommended = field(default_factory=Recommended)
+    task: str | None = None
 
     def __post_init__(self) -> None:
         _choice("amp", self.amp, AMP_MODES)
@@ -146,7 +160,105 @@ class TrainConfig:
         keys = [m.key for m in self.members]
         if not keys or len(set(keys)) != len(keys):
             raise ConfigError(f"members need unique keys, got {keys}")
+        if self.task is not None:
+            task = get_task(self.task)
+            if self.label_scheme != task.scheme:
+                raise ConfigError(
+                    f"task {task.name} reads {task.scheme} label maps, not {self.label_scheme}"
+                )
+        regions = self.scheme_regions
+        for m in self.members:
+            bad = [r for r in m.regions if r not in regions]
+            if bad:
+                raise ConfigError(
+                    f"{m.key}.regions must be from {', '.join(regions)}, got {', '.join(bad)}"
+                )
         _check_recommended(self)
+
+    @property
+    def scheme_regions(self) -> tuple[str, ...]:
+        """The regions the label maps give: the task's, else WT, TC and ET (2021, 2023)."""
+        if self.task is not None:
+            return get_task(self.task).regions
+        if self.label_scheme != "auto":
+            return get_scheme(self.label_scheme).region_names
+        return TUMOUR_REGIONS
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The members' input channels, in :data:`MODALITIES` order: the task's
+        modalities, required and optional (t1c alone for MEN-RT), else all four."""
+        if self.task is None:
+            return MODALITIES
+        task = get_task(self.task)
+        return tuple(m for m in MODALITIES if m in (*task.modalities, *task.optional))
+
+    @property
+    def optional_channels(self) -> tuple[str, ...]:
+        """The channels a case may lack (the task's optional modalities)."""
+        return () if self.task is None else get_task(self.task).optional
+
+    @property
+    def missing_modalities(self) -> dict[str, str]:
+        """What the bundle declares for an absent optional channel: ``zero`` when the
+        members were trained with modality dropout, else nothing (a missing modality
+        is then a per-case error at prediction time)."""
+        if self.augment.modality_dropout <= 0:
+            return {}
+        return dict.fromkeys(self.optional_channels, "zero")
+
+    def for_task(self, name: str) -> TrainConfig:
+        """This recipe retargeted to a BraTS task (``bratskit train --task``).
+
+        Each member keeps its network, loss and schedule and changes only what it
+        predicts from what:
+
+        * a member of every 2021 region (WT, TC, ET) predicts every region of the task
+          (WT, TC, ET and RC for gli-post; GTV alone for MEN-RT);
+        * a single-region member keeps its region where the task has it; WT becomes the
+          task's outermost region (GTV), and the regions the task lacks lose their
+          members (MEN-RT has no TC or ET model);
+        * a region of the task that no member predicts (RC, CC) gets a member of its
+          own, a copy of the outermost region's member (paper 002 trains one network per
+          region, section 2.2);
+        * a task in native space (MET, MEN-RT: any spacing) trains at
+          :data:`NATIVE_TRAINING_SPACING` unless the recipe sets ``preprocessing.spacing``:
+          the cache resamples every case to it, and the bundle's manifest tells the
+          runtime to resample inputs the same way;
+        * ``in_channels`` is the task's modality count and ``out_channels`` the member's
+          region count; per-region thresholds follow the regions (a new region takes
+          0.5) and a task without ET has no ET minimum volume.
+
+        Raises:
+            TaskError: an unknown task.
+            ConfigError: a recipe already retargeted to another task.
+        """
+        task = get_task(name)
+        if self.task is not None and self.task != task.name:
+            raise ConfigError(f"recipe {self.name!r} is already for task {self.task}")
+        if self.task == task.name:
+            return self
+        channels = len(tuple(m for m in MODALITIES if m in (*task.modalities, *task.optional)))
+        members = _retarget_members(self.members, task)
+        members = tuple(
+            dataclasses.replace(
+                m,
+                arch_params={
+                    **m.arch_params,
+                    "in_channels": channels,
+                    **({"out_channels": len(m.regions)} if "out_channels" in m.arch_params else {}),
+                },
+            )
+            for m in members
+        )
+        recommended = _retarget_recommended(self.recommended, task)
+        preprocessing = self.preprocessing
+        if task.geometry == "native" and preprocessing.spacing is None:
+            preprocessing = dataclasses.replace(preprocessing, spacing=NATIVE_TRAINING_SPACING)
+        return dataclasses.replace(
+            self, task=task.name, label_scheme=task.scheme, members=members,
+            recommended=recommended, preprocessing=preprocessing,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``config.yaml`` in the run."""
@@ -162,6 +274,43 @@ class TrainConfig:
         if not kept:
             raise ConfigError(f"no member of recipe {self.name!r} predicts {regions}")
         return dataclasses.replace(self, members=kept)
+
+
+def _retarget_members(members: tuple[MemberConfig, ...], task: Task) -> tuple[MemberConfig, ...]:
+    """:meth:`TrainConfig.for_task`'s region rules, member by member."""
+    outer = task.label_scheme.outermost
+
+    def regions_of(member: MemberConfig) -> tuple[str, ...]:
+        if set(member.regions) == set(TUMOUR_REGIONS):
+            return task.regions
+        mapped = (outer if r == "WT" else r for r in member.regions)
+        return tuple(dict.fromkeys(r for r in mapped if r in task.regions))
+
+    kept = [dataclasses.replace(m, regions=regions_of(m)) for m in members if regions_of(m)]
+    covered = {r for m in kept if m.stage == "segmentation" for r in m.regions}
+    template = next((m for m in kept if m.stage == "segmentation" and m.regions == (outer,)), None)
+    for region in (r for r in task.regions if r not in covered):
+        if template is None:
+            raise ConfigError(f"no member of the recipe can be copied to predict {region}")
+        suffix = region.lower()
+        key = template.key.replace(outer.lower(), suffix)
+        kept.append(
+            dataclasses.replace(
+                template, key=key if key != template.key else f"{key}-{suffix}", regions=(region,)
+            )
+        )
+    return tuple(kept)
+
+
+def _retarget_recommended(recommended: Recommended, task: Task) -> Recommended:
+    """The recipe's defaults on the task's regions (see :meth:`TrainConfig.for_task`)."""
+    threshold = recommended.threshold
+    if isinstance(threshold, dict):
+        outer = task.label_scheme.outermost
+        renamed = {outer if r == "WT" else r: v for r, v in threshold.items()}
+        threshold = {r: renamed.get(r, 0.5) for r in task.regions}
+    et_threshold = recommended.et_threshold if task.label_scheme.has_enhancing else 0
+    return dataclasses.replace(recommended, threshold=threshold, et_threshold=et_threshold)
 
 
 def recipe_names() -> list[str]:
@@ -240,12 +389,13 @@ def _check_recommended(config: TrainConfig) -> None:
     """The values ``bratskit predict`` would refuse, found when the recipe loads, by the
     runtime's own checks; top-k against the members one region gets from all folds."""
     seg = [m for m in config.members if m.stage == "segmentation"]
-    fewest = config.folds * min(
-        (sum(r in m.regions for m in seg) for r in TUMOUR_REGIONS), default=0
-    )
+    # The regions the members predict (a 2024-gli scheme read by a WT/TC/ET recipe
+    # without --task has no RC member: its labels never hold RC, as before).
+    regions = [r for r in config.scheme_regions if any(r in m.regions for m in seg)]
+    fewest = config.folds * min((sum(r in m.regions for m in seg) for r in regions), default=0)
     for name in RECOMMENDABLE:
         try:
-            check_option(name, getattr(config.recommended, name), fewest)
+            check_option(name, getattr(config.recommended, name), fewest, regions)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"recommended.{name}: {exc}") from None
 

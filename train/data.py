@@ -20,6 +20,7 @@ from submission.predict.tumour_window import extract_window
 from train.augment import (
     AugmentConfig,
     augment,
+    drop_modality,
     random_crop_start,
     tumour_crop_start,
     two_views,
@@ -33,7 +34,8 @@ class PatchDataset(Dataset):
 
     Items are ``(image, target)``: float32 (C, d, h, w) and (R, d, h, w), R the member's
     regions in its order; with ``views=2`` (004 §3.1) both gain a leading axis of 2, the
-    two independently augmented copies.
+    two independently augmented copies. ``optional`` are the channels modality dropout
+    may zero (the task's optional modalities, :func:`train.augment.drop_modality`).
     """
 
     def __init__(
@@ -43,12 +45,14 @@ class PatchDataset(Dataset):
         augment_cfg: AugmentConfig,
         seed: int,
         views: int = 1,
+        optional: tuple[int, ...] = (),
     ) -> None:
         self.cases = cases
         self.member = member
         self.augment_cfg = augment_cfg
         self.seed = seed
         self.views = views
+        self.optional = optional
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -78,6 +82,12 @@ class PatchDataset(Dataset):
         else:
             image, regions = augment(image, regions, self.augment_cfg, rng)
             target = regions[index_of]
+        rate = self.augment_cfg.modality_dropout
+        if self.optional and rate > 0:  # after the intensity shift, which touches the brain
+            if self.views == 2:
+                image = np.stack([drop_modality(v, self.optional, rate, rng) for v in image])
+            else:
+                image = drop_modality(image, self.optional, rate, rng)
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(
             np.ascontiguousarray(target, dtype=np.float32)
         )

@@ -18,6 +18,8 @@ def describe_recipe(config: TrainConfig) -> str:
         f"recipe {config.name}: {config.description}".rstrip(": "),
         f"  epochs {config.epochs}, batch {config.batch_size}, {config.folds} folds, "
         f"amp {config.amp}, preprocessing {config.preprocessing.to_dict()}",
+        f"  task {config.task or 'gli-2021 (the papers)'}: channels {', '.join(config.channels)}"
+        + "".join(f", {m} may be absent (dropout)" for m in config.missing_modalities),
     ]
     for member in config.members:
         opt = member.optimizer
@@ -33,5 +35,5 @@ def describe_recipe(config: TrainConfig) -> str:
         params.setdefault("out_channels", len(member.regions))
         with torch.device("meta"):
             model = build_model(member.arch, **params)
-        lines.append(describe(model, (4, *member.crop)))
+        lines.append(describe(model, (len(config.channels), *member.crop)))
     return "\n".join(lines)

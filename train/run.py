@@ -52,7 +52,9 @@ def train_run(request: RunRequest) -> dict:
     env = setup(request.device, request.config.amp)
     try:
         config = _run_config(request, env)
-        cases = training_cases(request.data)
+        optional = config.optional_channels
+        required = tuple(c for c in config.channels if c not in optional)
+        cases = training_cases(request.data, required)
         cache_args = (
             cases,
             request.cache or request.out / "cache",
@@ -60,11 +62,12 @@ def train_run(request: RunRequest) -> dict:
             config.cache_dtype,
             config.label_scheme,
         )
+        channels = {"channels": config.channels, "optional": optional}
         if env.is_main:  # one process builds; the others read it after the barrier
-            cached = build_cache(*cache_args, progress=request.progress)
+            cached = build_cache(*cache_args, progress=request.progress, **channels)
         barrier(env)
         if not env.is_main:
-            cached = build_cache(*cache_args, progress=False)
+            cached = build_cache(*cache_args, progress=False, **channels)
         splits = load_or_create_splits(
             request.out, list(cached), config.folds, config.seed, config.test_fraction
         )

@@ -74,7 +74,7 @@ def build_member_model(member: MemberConfig, checkpointing: bool = False) -> tor
     if checkpointing:
         params["checkpoint"] = True
     model = build_model(member.arch, **params)
-    model.check_input((1, 4, *member.crop))
+    model.check_input((1, params.get("in_channels", 4), *member.crop))
     return model
 
 
@@ -115,6 +115,7 @@ def train_fold(job: FoldJob, env: Env) -> dict:
         cfg.augment,
         seed=cfg.seed + job.fold,
         views=2 if member.redundancy > 0 else 1,
+        optional=tuple(cfg.channels.index(m) for m in cfg.optional_channels),
     )
     logger = EpochLog(job.out_dir) if env.is_main else None
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):

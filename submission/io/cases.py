@@ -36,6 +36,7 @@ from submission.brats import (
 )
 from submission.exit_codes import UnusableError
 from submission.io.nifti import NAME_MAX, Grid, NiftiError, grid_of, read_nifti
+from submission.tasks import Task, resolve_task
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,24 @@ def discover_cases(input_dir: Path, required: tuple[str, ...] = MODALITIES) -> D
         raise InputError(_no_case(input_dir))
     found.cases.sort(key=lambda c: c.case_id)
     return found
+
+
+def discover_task_cases(input_dir: Path, task: str | None) -> tuple[Discovery, Task | None]:
+    """:func:`discover_cases` requiring the modalities of ``task`` (a registry name, or
+    ``auto``: recognised from the case ids, whatever modalities they have; None: all four).
+
+    Returns:
+        The discovery and the task (None when none was given).
+
+    Raises:
+        InputError: as :func:`discover_cases`.
+        TaskError: an unknown task, or ids ``auto`` cannot recognise.
+    """
+    if task is None:
+        return discover_cases(input_dir), None
+    ids = discover_cases(input_dir, required=()).case_ids
+    rules = resolve_task(task, ids)
+    return discover_cases(input_dir, rules.modalities), rules
 
 
 def _no_case(input_dir: Path) -> str:

@@ -1,12 +1,15 @@
 """The inference engine: a bundle loaded once, then case after case to a label map.
 
 Per case (:meth:`Engine.prepare` in the reading thread, :meth:`Engine.segment` in the
-main one): crop to the brain and z-score (the manifest's preprocessing), optionally
+main one): resample to the members' training spacing when the manifest states one and the
+case's differs (native-space MET and MEN-RT, :mod:`submission.predict.resample`), crop to
+the brain and z-score (the manifest's preprocessing), optionally
 localise (paper 002, section 2.3), run every segmentation member (with mirroring TTA
 when asked, averaged per member before ensembling), ensemble per region (paper 002
 section 2.5 mean or vote, paper 004 section 3.2 confidence top-k), post-process (ET
 minimum volume, paper 002 section 2.6), assemble labels in the chosen scheme and put
-them back on the input's exact grid.
+them back on the input's exact grid. A resampled case's probabilities go back to the
+input grid (linear) member by member, before the ensemble thresholds them.
 
 Each member runs full-volume on the cropped brain when that fits, else (or after a
 device out-of-memory) with a Gaussian-weighted sliding window over its training patch;
@@ -38,6 +41,14 @@ from submission.predict.members import Member
 from submission.predict.options import PredictOptions, RuntimeOptions, region_thresholds
 from submission.predict.postprocess import postprocess
 from submission.predict.preprocess import CropInfo, preprocess_case, uncrop
+from submission.predict.resample import (
+    covering_crop,
+    needs_resampling,
+    resample_image,
+    resample_probabilities,
+    target_shape,
+    voxel_spacing,
+)
 from submission.predict.runner import CaseOutput
 from submission.predict.sliding_window import flip_tta, predict_volume
 from submission.predict.tumour_window import extract_window, paste_window, tumour_window_start
@@ -52,14 +63,44 @@ BYTES_PER_VOXEL = 1024
 DEFAULT_PATCH = (128, 128, 128)
 
 
+@dataclass(frozen=True)
+class Resampling:
+    """How :meth:`Engine.prepare` resampled a case for the networks, to undo it.
+
+    Attributes:
+        shape: the resampled grid's spatial shape (at the members' spacing).
+        crop: the network input's crop of the resampled grid.
+        spacing_in, spacing_out: the case's voxel sizes and the members', in mm.
+    """
+
+    shape: tuple[int, ...]
+    crop: CropInfo
+    spacing_in: tuple[float, ...]
+    spacing_out: tuple[float, ...]
+
+    @property
+    def note(self) -> str:
+        """What the case's line says."""
+        mm = ["x".join(f"{v:.3g}" for v in s) for s in (self.spacing_in, self.spacing_out)]
+        return f"resampled {mm[0]} mm -> {mm[1]} mm for the networks"
+
+
 @dataclass
 class Prepared:
-    """A case after :meth:`Engine.prepare`: the network input and how to undo the crop."""
+    """A case after :meth:`Engine.prepare`: the network input and how to undo the crop.
+
+    Attributes:
+        image_cdhw: float32 network input (C, d, h, w), the bundle's channel order.
+        crop: the frame :meth:`Engine.member_probabilities` returns, a crop of the INPUT
+            grid; without resampling also the network input's crop.
+        resampling: how the case was resampled for the networks, or None (not resampled).
+    """
 
     image_cdhw: np.ndarray
     crop: CropInfo
     seconds: float
     notes: list[str] = field(default_factory=list)
+    resampling: Resampling | None = None
 
 
 @dataclass
@@ -166,7 +207,7 @@ class Engine:
         the case's line) and :meth:`prepare` it: the runner's reading-thread step."""
         optional = tuple(self.manifest.missing_modalities)
         image_cdhw, grid, absent = load_channels(case, self.input_modalities, optional)
-        prepared = self.prepare(image_cdhw)
+        prepared = self.prepare(image_cdhw, voxel_spacing(grid.affine))
         prepared.notes += [
             f"{m} absent: filled with {self.manifest.missing_modalities[m]}s, as the members "
             "saw a dropped modality in training"
@@ -174,12 +215,28 @@ class Engine:
         ]
         return prepared, grid
 
-    def prepare(self, image_cdhw: np.ndarray) -> Prepared:
+    def prepare(self, image_cdhw: np.ndarray, spacing: tuple[float, ...] | None = None) -> Prepared:
         """Crop and normalise a case (:attr:`input_modalities` order in, the bundle's
-        channel order out)."""
+        channel order out), first resampled (third order) to the manifest's spacing when
+        both ``spacing`` (the case's voxel sizes in mm) and the manifest's are known and
+        differ beyond :data:`submission.predict.resample.SPACING_TOLERANCE`."""
         start = time.perf_counter()
-        image, crop = preprocess_case(image_cdhw, self.preprocessing)
-        return Prepared(image[self.channel_order], crop, time.perf_counter() - start)
+        target = self.preprocessing.spacing
+        in_shape = shape = tuple(image_cdhw.shape[1:])
+        if target is not None and spacing is not None and needs_resampling(spacing, target):
+            shape = target_shape(in_shape, spacing, target)
+        if shape == in_shape:  # today's path, also when rounding leaves the shape as it is
+            image, crop = preprocess_case(image_cdhw, self.preprocessing)
+            return Prepared(image[self.channel_order], crop, time.perf_counter() - start)
+        image, crop = preprocess_case(resample_image(image_cdhw, shape), self.preprocessing)
+        resampling = Resampling(shape, crop, tuple(spacing), target)
+        return Prepared(
+            image[self.channel_order],
+            covering_crop(crop, in_shape),
+            time.perf_counter() - start,
+            notes=[resampling.note],
+            resampling=resampling,
+        )
 
     def segment(self, prepared: Prepared) -> CaseOutput:
         """Labels of one prepared case on its original grid, with stage timings."""
@@ -206,9 +263,12 @@ class Engine:
         timings: dict[str, float] | None = None,
         keep: Callable[[Member], bool] = lambda member: True,
     ) -> dict[str, list[np.ndarray]]:
-        """Each segmentation member's float32 probabilities (d, h, w) on the cropped case,
-        per region, in manifest order, after stage-1 localisation; only the members (of
-        both stages) that ``keep`` accepts run (``bratskit tune``'s out-of-fold mode)."""
+        """Each segmentation member's float32 probabilities (d, h, w) in the frame of
+        ``prepared.crop`` (a crop of the input grid), per region, in manifest order, after
+        stage-1 localisation; only the members (of both stages) that ``keep`` accepts run
+        (``bratskit tune``'s out-of-fold mode). A resampled case's probabilities are
+        resampled back to the input grid here, one member at a time, before any ensemble
+        thresholds them."""
         timings = {} if timings is None else timings
         image = prepared.image_cdhw
         tick = time.perf_counter()
@@ -222,6 +282,7 @@ class Engine:
             member_probs = self._predict(slot, stage_image, warnings)
             if window is not None:
                 member_probs = paste_window(member_probs, window, image.shape[1:])
+            member_probs = _to_input_frame(member_probs, prepared)
             for region, p in zip(slot.member.regions, member_probs):
                 probs[region].append(p)
         timings["members"] = time.perf_counter() - tick
@@ -311,6 +372,18 @@ class Engine:
             return flip_tta(image, predict) if self.options.tta else predict(image)
         finally:
             model.release()  # members run one after another: one member's buffers at a time
+
+
+def _to_input_frame(probs_rdhw: np.ndarray, prepared: Prepared) -> np.ndarray:
+    """Probabilities on the network input's crop -> on ``prepared.crop`` (input grid):
+    uncropped onto the resampled grid (0 outside, as labels are outside a crop), then
+    resampled linearly to the input grid, only inside ``prepared.crop``'s window."""
+    resampling = prepared.resampling
+    if resampling is None:
+        return probs_rdhw
+    full = uncrop(probs_rdhw, resampling.crop, fill=0)
+    crop = prepared.crop
+    return resample_probabilities(full, crop.in_shape, (crop.start, crop.stop))
 
 
 def _sigmoid(model):

@@ -17,6 +17,8 @@ the original grid, filling what was cut with a constant.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,12 +160,20 @@ class Preprocessing:
         margin: brain policy: voxels kept around the brain's bounding box.
         divisor: every cropped axis is padded to a multiple of this (the network's stride).
         normalise: ``zscore_nonzero``, the only normalisation the papers use.
+        spacing: voxel sizes in mm along the array's three voxel axes (as the NIfTI
+            header's zooms give them) that the members were trained at, or None (every
+            case taken at its own spacing, the BraTS-space 1 mm of GLI). When set, the engine
+            and the training cache resample a case at another spacing to it first
+            (:mod:`submission.predict.resample`); :func:`preprocess_case` itself does not
+            resample (it has no grid). Native-space tasks need it (CONTRACT.md section 7:
+            MET and MEN-RT come at any spacing).
     """
 
     crop: str = "brain"
     margin: int = 4
     divisor: int = 16
     normalise: str = "zscore_nonzero"
+    spacing: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.crop not in CROP_POLICIES:
@@ -174,15 +184,40 @@ class Preprocessing:
             raise ValueError(f"unknown normalisation {self.normalise!r}; use zscore_nonzero")
         if self.margin < 0 or self.divisor < 1:
             raise ValueError(f"margin must be >= 0 and divisor >= 1, got {self}")
+        if self.spacing is not None:
+            # frozen: a list from JSON or YAML becomes the tuple that equality and hashing need
+            object.__setattr__(self, "spacing", _checked_spacing(self.spacing))
 
     def to_dict(self) -> dict:
-        """Plain dict, for JSON and YAML."""
-        return {
+        """Plain dict, for JSON and YAML; ``spacing`` only when set, so the manifests and
+        training-cache keys of bundles without it stay byte-identical."""
+        out = {
             "crop": self.crop,
             "margin": self.margin,
             "divisor": self.divisor,
             "normalise": self.normalise,
         }
+        if self.spacing is not None:
+            out["spacing"] = list(self.spacing)
+        return out
+
+
+def _checked_spacing(spacing) -> tuple[float, float, float]:
+    """Three positive finite voxel sizes in mm, as floats."""
+    values = list(spacing) if isinstance(spacing, (list, tuple)) else None
+    if (
+        values is None
+        or len(values) != 3
+        or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in values
+        )
+    ):
+        raise ValueError(
+            f"preprocessing spacing must be three positive voxel sizes in mm, e.g. [1, 1, 1]; "
+            f"got {spacing!r}"
+        )
+    return tuple(float(v) for v in values)
 
 
 def preprocess_case(image_cdhw: np.ndarray, spec: Preprocessing) -> tuple[np.ndarray, CropInfo]:

@@ -12,11 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from submission.brats import get_scheme, has_case_number, parse_filename, prediction_filename
-from submission.io.cases import CaseError, InputError, discover_cases, load_case, read_case_grid
+from submission.brats import (
+    MODALITIES,
+    get_scheme,
+    has_case_number,
+    parse_filename,
+    prediction_filename,
+)
+from submission.io.cases import (
+    CaseError,
+    InputError,
+    discover_task_cases,
+    load_channels,
+    read_case_grid,
+)
 from submission.io.label_maps import check_label_file, older_than_inputs
 from submission.io.nifti import Grid
-from submission.tasks import resolve_task
 
 
 @dataclass(frozen=True)
@@ -61,18 +72,23 @@ class Report:
         return "\n".join([f"== {title}", *self.lines(), counts])
 
 
-def validate_input(input_dir: Path) -> Report:
-    """Discover and fully load every case (all checks of :func:`load_case`).
+def validate_input(input_dir: Path, task: str | None = None) -> Report:
+    """Discover and fully load every case (all checks of :func:`load_channels`): the four
+    modalities, or with a task (a name or ``auto``) the task's, its optional ones allowed
+    to be absent (MET's t2w; MEN-RT's t1c alone).
 
     Raises:
         InputError: the folder is missing or holds no case.
+        TaskError: an unknown task, or ids ``auto`` cannot recognise.
     """
-    found = discover_cases(input_dir)
+    found, rules = discover_task_cases(input_dir, task)
+    modalities = MODALITIES if rules is None else (*rules.modalities, *rules.optional)
+    optional = () if rules is None else rules.optional
     report = Report(warnings=list(found.warnings))
     report.findings += [Finding(e.case_id, e.problem) for e in found.errors]
     for case in found.cases:
         try:
-            load_case(case)
+            load_channels(case, tuple(m for m in MODALITIES if m in modalities), optional)
             report.findings.append(Finding(case.case_id))
         except CaseError as exc:
             report.findings.append(Finding(case.case_id, exc.problem))
@@ -106,10 +122,8 @@ def validate_output(
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise InputError(f"output folder {output_dir} does not exist or is not a folder")
-    found = discover_cases(input_dir)
+    found, rules = discover_task_cases(input_dir, task)
     report = Report(warnings=list(found.warnings))
-    ids = [case.case_id for case in found.cases] + [e.case_id for e in found.errors]
-    rules = None if task is None else resolve_task(task, ids)
     scheme = get_scheme(labels or (rules.scheme if rules else "2021"))
     grids: dict[str, Grid | None] = {e.case_id: None for e in found.errors}
     cases = {case.case_id: case for case in found.cases}

@@ -168,6 +168,7 @@ def test_labels_name_version_bundle_and_scheme(image):
     manifest = (image.bundle / "manifest.json").read_bytes()
     assert labels["org.bratskit.bundle.sha256"] == hashlib.sha256(manifest).hexdigest()
     assert labels["org.bratskit.label-scheme"] == "2021"
+    assert labels["org.bratskit.task"] == "gli-2021"  # a bundle of no stated task
     assert labels["org.bratskit.backend"] == "onnx"
     assert labels["org.opencontainers.image.version"]
     assert config["User"] not in ("", "0", "root", "0:0")

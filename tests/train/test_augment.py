@@ -10,6 +10,7 @@ from train.augment import (
     AugmentConfig,
     apply_affine,
     augment,
+    drop_modality,
     random_crop_start,
     tumour_crop_start,
     two_views,
@@ -238,3 +239,16 @@ def test_config_and_input_errors():
         random_crop_start(SHAPE, (8, 8), np.random.default_rng(0))
     with pytest.raises(ValueError, match="jitter"):
         tumour_crop_start(regions, 8, -1, np.random.default_rng(0))
+
+
+def test_modality_dropout_zeroes_only_an_optional_channel_at_its_rate():
+    image = np.ones((4, 3, 3, 3), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    dropped = [drop_modality(image, (2,), 0.25, rng) for _ in range(2000)]
+    zeroed = [d for d in dropped if d is not image]
+    assert 0.2 < len(zeroed) / len(dropped) < 0.3
+    for d in zeroed:
+        assert not d[2].any() and d[[0, 1, 3]].all()
+    assert image.all()  # the input is never changed
+    assert drop_modality(image, (), 1.0, rng) is image  # a task without optional modalities
+    assert drop_modality(image, (2,), 0.0, rng) is image

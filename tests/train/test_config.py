@@ -143,3 +143,53 @@ def test_a_recipe_recommending_a_non_integer_count_is_refused(key, value):
     raw["recommended"] = {**(raw.get("recommended") or {}), key: value}
     with pytest.raises(ConfigError, match=f"must be an integer, got {value!r}"):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("task", "regions", "channels"),
+    [
+        ("gli-post", ("WT", "TC", "ET", "RC"), 4),
+        ("ped", ("WT", "TC", "ET", "CC"), 4),
+        ("met", ("WT", "TC", "ET", "RC"), 4),
+        ("men-rt", ("GTV",), 1),
+        ("gli-2023", ("WT", "TC", "ET"), 4),
+    ],
+)
+def test_a_recipe_retargeted_to_a_task_predicts_its_regions_from_its_modalities(
+    task, regions, channels
+):
+    cfg = load_config("tiny").for_task(task)
+    (seg,) = cfg.members
+    assert seg.regions == regions and seg.arch_params["out_channels"] == len(regions)
+    assert seg.arch_params["in_channels"] == channels == len(cfg.channels)
+    assert cfg.task == task
+    assert cfg.scheme_regions == regions
+    # the retargeted config is what the run saves and export reads back
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_single_region_members_follow_the_task():
+    """Paper 002's one-network-per-region recipe: MEN-RT keeps one GTV network per stage,
+    gli-post gains an RC network copied from the WT one."""
+    post = {
+        m.key: m.regions for m in load_config("resunet-localization").for_task("gli-post").members
+    }
+    assert post["stage2-rc"] == ("RC",) and post["stage1-wt"] == ("WT",)
+    rt = load_config("resunet-localization").for_task("men-rt")
+    assert [(m.stage, m.regions) for m in rt.members] == [
+        ("localization", ("GTV",)),
+        ("segmentation", ("GTV",)),
+    ]
+    assert rt.recommended.et_threshold == 0  # no ET in MEN-RT
+
+
+def test_only_an_optional_modality_trained_with_dropout_is_declared_missing():
+    met = load_config("tiny").for_task("met")
+    assert met.optional_channels == ("t2w",) and met.missing_modalities == {"t2w": "zero"}
+    no_dropout = load_config("tiny", {"augment": {"modality_dropout": 0.0}}).for_task("met")
+    assert no_dropout.missing_modalities == {}
+    assert load_config("tiny").missing_modalities == {}  # 2021: nothing optional
+    with pytest.raises(ConfigError, match="already for task met"):
+        met.for_task("ped")
+    with pytest.raises(ConfigError, match="task met reads 2024-gli label maps, not 2023"):
+        config_from_dict({**met.to_dict(), "label_scheme": "2023"})

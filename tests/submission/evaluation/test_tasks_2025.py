@@ -69,7 +69,9 @@ def _folders(task: str, root):
     return pred, ref
 
 
-def _official(task: str, pred, ref, root) -> dict[str, dict[str, str]]:
+def official(task: str, pred, ref, root) -> dict[str, dict[str, str]]:
+    """``brats-evaluate --config <task's config>`` then ``brats-parse-metrics seg``: the
+    parsed rows by case id."""
     summary, table = root / "summary.json", root / "parsed.csv"
     config = get_task(task).config_2025
     for command in (
@@ -85,14 +87,21 @@ def _official(task: str, pred, ref, root) -> dict[str, dict[str, str]]:
 @pytest.mark.parametrize("task", list(CASE_IDS))
 def test_evaluate_task_auto_equals_brats_evaluate_on_every_group(eval_extra, task, tmp_path):
     pred, ref = _folders(task, tmp_path)
-    parsed = _official(task, pred, ref, tmp_path)
+    parsed = official(task, pred, ref, tmp_path)
     result = evaluate_folders(pred, ref, scheme="2025", task="auto")
     assert result.task == task  # recognised from the case ids
     assert result.labels == get_task(task).scheme
     assert set(result.regions) == set(get_task(task).scored)  # every group the config scores
+    assert equal_to_official(result, parsed) == 3 * len(get_task(task).scored) * len(PARSER_COLUMNS)
+    assert result.missing == [CASE_IDS[task][-1]]
+
+
+def equal_to_official(result, parsed: dict[str, dict[str, str]]) -> int:
+    """Assert every metric of every row of ``result`` equals the official parser's within
+    1e-6 (NaN where it has NaN); returns how many were compared."""
     compared = 0
     for row in result.rows:
-        theirs = parsed[row["case"]]  # the parser fills the missing prediction too
+        theirs = parsed[row["case"]]  # the parser fills a missing prediction too
         for prefix, metric in PARSER_COLUMNS.items():
             expected = float(theirs[prefix + row["region"].lower()] or "nan")
             ours = row[metric]
@@ -102,8 +111,7 @@ def test_evaluate_task_auto_equals_brats_evaluate_on_every_group(eval_extra, tas
                 metric,
             )
             compared += 1
-    assert compared == 3 * len(get_task(task).scored) * len(PARSER_COLUMNS)
-    assert result.missing == [CASE_IDS[task][-1]]
+    return compared
 
 
 def test_paediatric_maps_without_the_task_are_refused_naming_the_task(eval_extra, tmp_path):

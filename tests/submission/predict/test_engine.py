@@ -6,19 +6,41 @@ import json
 import logging
 import subprocess
 import sys
+from dataclasses import replace
+from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.special import expit
 
-from submission.brats import MODALITIES
+from submission.brats import (
+    MODALITIES,
+    SEG_SUFFIX,
+    labels_to_regions,
+    modality_filename,
+    prediction_filename,
+    regions_to_labels,
+)
+from submission.evaluation.overlap_2021 import dice
 from submission.io.cases import discover_cases, load_case
+from submission.io.nifti import read_label_map
 from submission.predict import backends
-from submission.predict.bundle import BundleError, load_bundle
+from submission.predict.bundle import BundleError, load_bundle, read_manifest, write_manifest
 from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
 from submission.predict.postprocess import postprocess
-from submission.predict.preprocess import Preprocessing, preprocess_case, uncrop
+from submission.predict.preprocess import CropInfo, Preprocessing, preprocess_case, uncrop
+from submission.predict.resample import (
+    resample_image,
+    resample_labels,
+    resample_probabilities,
+    target_shape,
+)
+from submission.predict.runner import run_cases
 from submission.predict.tumour_window import extract_window, paste_window, tumour_window_start
+from submission.workbench.synth import lps_affine, synthesize_case
+from submission.workbench.tuning import score_candidates
 from tests.conftest import real_inputs
 from tests.submission.predict.onnx_bundles import (
     channel_bundle,
@@ -343,3 +365,166 @@ def test_real_cases_give_outputs_that_validate(real_data, tmp_path):
         assert result.returncode == 0, result.stderr
         check = bratskit("validate", inputs, "--output", out, "--labels", labels)
         assert check.returncode == 0, check.stdout
+
+
+# -- native spacing (MET and MEN-RT come at any spacing, CONTRACT.md section 7) -----------
+
+NATIVE_CASE = "BraTS2021_00007"
+NATIVE_SPACING = (0.9, 0.9, 3.0)
+#: 1 mm grid whose field of view is exactly 160 x 160 x 32 voxels of 0.9 x 0.9 x 3 mm.
+ISO_SHAPE = (144, 144, 96)
+
+
+def smoothed(image_cdhw: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """float32 image blurred inside the brain (Gaussian, ``sigma`` voxels), zero outside.
+
+    The pointwise members have no spatial context, where a network's output is smooth over
+    its receptive field; on the raw synthetic case their labels follow the voxel noise,
+    which no resampling can reproduce (the labels of two noisy grids disagree whatever the
+    method). Blurring the case stands in for the receptive field.
+    """
+    brain = image_cdhw[0] != 0
+    weight = ndimage.gaussian_filter(brain.astype(np.float32), sigma)
+    out = np.zeros(image_cdhw.shape, np.float32)
+    for c, channel in enumerate(image_cdhw.astype(np.float32)):
+        blurred = ndimage.gaussian_filter(channel, sigma)
+        out[c][brain] = blurred[brain] / weight[brain]
+    return out
+
+
+def resampled_affine(affine: np.ndarray, shape_in, shape_out) -> np.ndarray:
+    """The affine of ``shape_out`` voxels over the field of view of ``affine``'s
+    ``shape_in`` ones, in :mod:`submission.predict.resample`'s edge-aligned convention."""
+    scale = np.array(shape_in, float) / np.array(shape_out, float)
+    voxels = np.eye(4)
+    voxels[:3, :3] = np.diag(scale)
+    voxels[:3, 3] = 0.5 * scale - 0.5
+    return affine @ voxels
+
+
+def write_native_case(folder, image_cdhw, seg_dhw, affine) -> None:
+    """A 2021-named case folder: float32 modalities and a uint8 label map on ``affine``."""
+    folder.mkdir(parents=True)
+    volumes = [(m, image_cdhw[c]) for c, m in enumerate(MODALITIES)] + [(SEG_SUFFIX, seg_dhw)]
+    for name, data in volumes:
+        img = nib.Nifti1Image(data, affine)
+        img.set_qform(affine, 2)
+        img.set_sform(affine, 1)
+        nib.save(img, folder / modality_filename(NATIVE_CASE, name, "2021"))
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    """One synthetic 1 mm case (``iso``) and the same case resampled to an anisotropic
+    native grid of 0.9 x 0.9 x 3 mm (``aniso``: images third order, labels nearest)."""
+    image, regions = synthesize_case(np.random.default_rng([7, 0]), ISO_SHAPE)
+    image = smoothed(image)
+    seg = regions_to_labels(regions, "2021")
+    shape = target_shape(ISO_SHAPE, (1.0, 1.0, 1.0), NATIVE_SPACING)
+    assert shape == (160, 160, 32)
+    root = tmp_path_factory.mktemp("native")
+    iso_affine = lps_affine(ISO_SHAPE)
+    affine = resampled_affine(iso_affine, ISO_SHAPE, shape)
+    write_native_case(root / "iso" / NATIVE_CASE, image, seg, iso_affine)
+    aniso = resample_image(image, shape)
+    write_native_case(root / "aniso" / NATIVE_CASE, aniso, resample_labels(seg, shape), affine)
+    return SimpleNamespace(root=root, image=image, aniso=aniso, shape=shape, affine=affine)
+
+
+def spacing_bundle(bundle, spacing):
+    """:func:`channel_bundle` whose manifest states the spacing its members trained at."""
+    manifest = read_manifest(channel_bundle(bundle))
+    preprocessing = replace(manifest.preprocessing, spacing=spacing)
+    write_manifest(bundle, replace(manifest, preprocessing=preprocessing))
+    return bundle
+
+
+def agreement(labels_dhw: np.ndarray, reference_dhw: np.ndarray) -> float:
+    """Fraction of the tumour voxels (labelled in either map) with the same label."""
+    tumour = (labels_dhw > 0) | (reference_dhw > 0)
+    return float(np.mean(labels_dhw[tumour] == reference_dhw[tumour]))
+
+
+def native_case(native, name):
+    return discover_cases(native.root / name).cases[0]
+
+
+@pytest.mark.slow
+def test_anisotropic_native_case_agrees_with_the_1mm_prediction(native, tmp_path, caplog):
+    """Issue 14, must-show 3: the 0.9 x 0.9 x 3 mm case, resampled to the bundle's 1 mm for
+    the networks, predicts the labels of the 1 mm case's prediction resampled (nearest) to
+    its grid on at least 95 % of the tumour voxels, on the input's exact grid."""
+    engine = Engine(spacing_bundle(tmp_path / "b", (1, 1, 1)), PredictOptions(), CPU_ONNX)
+    labels = {}
+    for name in ("iso", "aniso"):
+        out = tmp_path / f"out-{name}"
+        out.mkdir()
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            report = run_cases(native.root / name, out, engine)
+        assert report.written == [NATIVE_CASE]
+        resampled = "resampled 0.9x0.9x3 mm -> 1x1x1 mm for the networks" in caplog.text
+        assert resampled == (name == "aniso")  # on the case's line, and only where it ran
+        written = nib.load(out / prediction_filename(NATIVE_CASE))
+        given = nib.load(native_case(native, name).files[MODALITIES[0]])
+        assert written.shape == given.shape
+        np.testing.assert_array_equal(written.affine, given.affine)
+        labels[name] = np.asarray(written.dataobj)
+    assert labels["aniso"].shape == native.shape
+    figure = agreement(labels["aniso"], resample_labels(labels["iso"], native.shape))
+    assert figure >= 0.95, f"{figure:.4f} of the tumour voxels agree"
+
+
+@pytest.mark.slow
+def test_resampled_prediction_equals_the_1mm_probabilities_resampled(native, tmp_path):
+    """The engine against the ideal, without the nearest-neighbour reference's own error at
+    tumour borders: the 1 mm members' probabilities resampled linearly to the native grid
+    and ensembled there. Only the information the 3 mm slices lack may differ."""
+    engine = Engine(spacing_bundle(tmp_path / "b", (1, 1, 1)), PredictOptions(), CPU_ONNX)
+    iso = engine.prepare(native.image, (1.0, 1.0, 1.0))
+    assert iso.resampling is None
+    probs = {
+        region: [resample_probabilities(uncrop(p, iso.crop)[None], native.shape)[0] for p in ps]
+        for region, ps in engine.member_probabilities(iso, []).items()
+    }
+    whole = CropInfo(native.shape, (0, 0, 0), native.shape, ((0, 0),) * 3)
+    ideal = engine.labels(engine.regions(probs), whole)
+    prepared, grid = engine.prepare_case(native_case(native, "aniso"))
+    assert prepared.resampling is not None and prepared.resampling.shape == ISO_SHAPE
+    assert prepared.crop.in_shape == grid.shape == native.shape
+    out = engine.segment(prepared)
+    assert agreement(out.labels_dhw, ideal) >= 0.99
+    assert out.warnings == ["resampled 0.9x0.9x3 mm -> 1x1x1 mm for the networks"]
+
+
+def test_without_a_spacing_or_at_the_case_spacing_nothing_is_resampled(native, tmp_path):
+    """A bundle without ``preprocessing.spacing`` takes the path it always took, and so does
+    one trained at the case's own spacing (0.9 mm read back from float32 headers)."""
+    case = native_case(native, "aniso")
+    image, _ = load_case(case)
+    plain = Engine(channel_bundle(tmp_path / "plain"), PredictOptions(), CPU_ONNX)
+    today = plain.segment(plain.prepare(image)).labels_dhw
+    assert (today > 0).any()
+    for engine in (
+        plain,
+        Engine(spacing_bundle(tmp_path / "same", NATIVE_SPACING), PredictOptions(), CPU_ONNX),
+    ):
+        prepared, _ = engine.prepare_case(case)
+        assert prepared.resampling is None and not prepared.notes
+        out = engine.segment(prepared)
+        np.testing.assert_array_equal(out.labels_dhw, today)
+        assert not out.warnings
+
+
+def test_tune_scores_a_resampling_bundle_on_the_input_grid(native, tmp_path):
+    """``bratskit tune`` on a native-spacing case scores what predict then the 2021 Dice
+    on the input grid give (its members' probabilities come back on that grid)."""
+    engine = Engine(spacing_bundle(tmp_path / "b", (1, 1, 1)), PredictOptions(), CPU_ONNX)
+    result = score_candidates(engine, native.root / "aniso", None, (0,), (0.5,))
+    case = native_case(native, "aniso")
+    labels = engine.segment(engine.prepare_case(case)[0]).labels_dhw
+    reference, _ = read_label_map(case.folder / modality_filename(NATIVE_CASE, SEG_SUFFIX, "2021"))
+    pred, ref = labels_to_regions(labels, "2021"), labels_to_regions(reference, "2021")
+    expected = [dice(pred[r], ref[r]) for r in range(3)]
+    assert result.dice[result.current] == [pytest.approx(expected, abs=1e-9)]
+    assert min(expected) > 0

@@ -109,3 +109,31 @@ def test_preprocess_case_crops_by_the_policy_then_z_scores():
 def test_unknown_policy_names_the_choices():
     with pytest.raises(ValueError, match="centre, brain"):
         Preprocessing(crop="random")
+
+
+def test_spacing_is_stated_only_when_set():
+    """Manifests and training-cache keys of bundles without a spacing stay byte-identical."""
+    assert Preprocessing().to_dict() == {
+        "crop": "brain",
+        "margin": 4,
+        "divisor": 16,
+        "normalise": "zscore_nonzero",
+    }
+    spec = Preprocessing(spacing=[1, 1, 3])  # a list, as JSON and YAML give it
+    assert spec.spacing == (1.0, 1.0, 3.0)
+    assert spec.to_dict()["spacing"] == [1.0, 1.0, 3.0]
+    assert Preprocessing(**spec.to_dict()) == spec
+    assert hash(spec) == hash(Preprocessing(spacing=(1.0, 1.0, 3.0)))
+
+
+@pytest.mark.parametrize(
+    "spacing", [[1, 1], [1, 1, 1, 1], [0, 1, 1], [1, -2, 1], [True, 1, 1], ["1", 1, 1], 1.0]
+)
+def test_bad_spacing_names_the_value_and_the_form(spacing):
+    with pytest.raises(ValueError, match=r"three positive voxel sizes in mm.*got"):
+        Preprocessing(spacing=spacing)
+
+
+def test_nan_spacing_is_refused():
+    with pytest.raises(ValueError, match="nan"):
+        Preprocessing(spacing=[float("nan"), 1, 1])
