@@ -74,6 +74,12 @@ class Task:
         return self.label_scheme.region_names
 
     @property
+    def channels(self) -> tuple[str, ...]:
+        """Every modality a case may have, required and optional, in
+        :data:`~submission.brats.MODALITIES` order: what the task's networks read."""
+        return tuple(m for m in MODALITIES if m in (*self.modalities, *self.optional))
+
+    @property
     def output_rule(self) -> str:
         """How the one output file of a case is named, in words."""
         if self.numbered_output:

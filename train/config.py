@@ -188,10 +188,7 @@ class TrainConfig:
     def channels(self) -> tuple[str, ...]:
         """The members' input channels, in :data:`MODALITIES` order: the task's
         modalities, required and optional (t1c alone for MEN-RT), else all four."""
-        if self.task is None:
-            return MODALITIES
-        task = get_task(self.task)
-        return tuple(m for m in MODALITIES if m in (*task.modalities, *task.optional))
+        return MODALITIES if self.task is None else get_task(self.task).channels
 
     @property
     def optional_channels(self) -> tuple[str, ...]:
@@ -238,7 +235,7 @@ class TrainConfig:
             raise ConfigError(f"recipe {self.name!r} is already for task {self.task}")
         if self.task == task.name:
             return self
-        channels = len(tuple(m for m in MODALITIES if m in (*task.modalities, *task.optional)))
+        channels = len(task.channels)
         members = _retarget_members(self.members, task)
         members = tuple(
             dataclasses.replace(

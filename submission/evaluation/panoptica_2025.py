@@ -18,6 +18,19 @@ infinity; both are capped here. A region empty in both maps is NaN for every met
 and skipped in the means. A missing prediction scores 0 and 373 in every region, as
 the parser fills missing subjects.
 
+Arrays and spacing as the organisers' run gives them: ``brats-evaluate`` hands panoptica
+file paths, which panoptica reads through SimpleITK (a requirement of brats-evaluation):
+``GetArrayFromImage`` orders the axes (z, y, x), the reverse of nibabel's, while
+``GetSpacing`` stays (x, y, z), and panoptica pairs them as they come. Here both maps are
+transposed the same way and the spacing is passed in header order
+(:func:`as_brats_evaluate_reads`). The axis order matters twice: on anisotropic voxels
+(MEN-RT's 1 x 1 x 2.5 mm, MET's native grids) the lesion-wise HD95 uses each axis's
+spacing reversed (``global_hd95`` ignores spacing altogether), and connected components
+are numbered in scan order, which decides ties in the one-to-one lesion matching. The
+organisers rank on those numbers, so they are reproduced here, not corrected (checked
+against ``brats-evaluate`` on trained predictions of gli-post, ped, met and a 1 x 1 x 2.5
+mm MEN-RT case, ``tests/test_tasks_end_to_end.py``).
+
 Regions are the config's groups, upper-cased, WT, TC, ET first (for ``gli``: WT, TC,
 ET, SNFH, NETC, RC). Label maps are converted to the scheme the config's groups are
 written in (:func:`convert_labels`); MenRT maps (one GTV label) are passed unchanged.
@@ -151,8 +164,8 @@ def score_2025(
     Args:
         pred_dhw: integer label map (D, H, W) in the ``labels`` scheme.
         ref_dhw: reference label map, same shape and scheme.
-        spacing: voxel size in mm along the array axes (what brats-evaluate reads from
-            the header).
+        spacing: voxel size in mm along the array axes, from the header; applied as
+            brats-evaluate does (:func:`as_brats_evaluate_reads`).
         labels: label scheme of both maps; ignored for ``menrt``.
         cohort: gli, mets (met), ped, menpre (men), menrt or goat.
 
@@ -173,12 +186,20 @@ def score_2025(
         # NSD (computed by the official config, not reported) warns about its default.
         warnings.simplefilter("ignore", UserWarning)
         results = evaluator.evaluate(
-            np.asarray(pred_dhw), np.asarray(ref_dhw), voxelspacing=tuple(map(float, spacing))
+            as_brats_evaluate_reads(pred_dhw),
+            as_brats_evaluate_reads(ref_dhw),
+            voxelspacing=tuple(float(v) for v in spacing),
         )
     return {
         group.upper(): _parse(results[group].to_dict(False))
         for group in region_order(list(results))
     }
+
+
+def as_brats_evaluate_reads(label_map: np.ndarray) -> np.ndarray:
+    """A label map (nibabel's axis order) as ``brats-evaluate`` hands it to panoptica:
+    SimpleITK's reversed axis order (see the module docstring)."""
+    return np.ascontiguousarray(np.transpose(np.asarray(label_map)))
 
 
 def missing_2025(cohort: str = "gli") -> dict[str, dict[str, float]]:

@@ -227,7 +227,7 @@ def _check_channels(manifest: Manifest) -> None:
     allowed = MODALITIES
     if manifest.task is not None:
         task = get_task(manifest.task)
-        allowed = tuple(m for m in MODALITIES if m in (*task.modalities, *task.optional))
+        allowed = task.channels
     if not channels or len(set(channels)) != len(channels) or set(channels) - set(allowed):
         raise BundleError(
             f"channels must be distinct modalities of {list(allowed)}, got {channels}"

@@ -82,13 +82,12 @@ def validate_input(input_dir: Path, task: str | None = None) -> Report:
         TaskError: an unknown task, or ids ``auto`` cannot recognise.
     """
     found, rules = discover_task_cases(input_dir, task)
-    modalities = MODALITIES if rules is None else (*rules.modalities, *rules.optional)
-    optional = () if rules is None else rules.optional
+    channels, optional = (MODALITIES, ()) if rules is None else (rules.channels, rules.optional)
     report = Report(warnings=list(found.warnings))
     report.findings += [Finding(e.case_id, e.problem) for e in found.errors]
     for case in found.cases:
         try:
-            load_channels(case, tuple(m for m in MODALITIES if m in modalities), optional)
+            load_channels(case, channels, optional)
             report.findings.append(Finding(case.case_id))
         except CaseError as exc:
             report.findings.append(Finding(case.case_id, exc.problem))
