@@ -26,7 +26,7 @@ from pathlib import Path
 
 from submission.brats import DEFAULT_SCHEME
 from submission.exit_codes import UnavailableError, UnusableError
-from submission.io.cases import discover_cases
+from submission.io.cases import discover_task_cases
 from submission.workbench import rehearse_checks as checks
 from submission.workbench.rehearse_memory import PeakMemory
 from submission.workbench.rehearse_report import Rehearsal
@@ -178,16 +178,21 @@ def rehearse(
     test_cases: int = checks.DEFAULT_TEST_CASES,
     keep_output: Path | None = None,
     time_limit_s: float | None = None,
+    task: str | None = None,
 ) -> Rehearsal:
     """Run ``image`` on ``input_dir`` under ``rules`` and check its outputs in the label
-    scheme ``labels`` (default: the one the image's ``org.bratskit.label-scheme`` names,
-    else 2021). ``time_limit_s`` replaces the rules' whole-run limit (a team's own budget)."""
+    scheme ``labels`` (default: the ``task``'s, else the one the image's
+    ``org.bratskit.label-scheme`` names, else 2021). With a ``task``, the input's cases
+    have its modalities (MEN-RT: t1c alone) and outputs follow its name rule.
+    ``time_limit_s`` replaces the rules' whole-run limit (a team's own budget)."""
     rule = checks.RULES[rules]
     if time_limit_s is not None:
         rule = replace(rule, time_limit_s=float(time_limit_s))
     input_dir = Path(input_dir)
-    found = discover_cases(input_dir)
-    problems = checks.input_problems(found, input_dir, rule)
+    found, task_rules = discover_task_cases(input_dir, task)
+    if labels is None and task_rules is not None:
+        labels = task_rules.scheme
+    problems = checks.input_problems(found, input_dir, rule, task)
     if problems:
         raise RehearsalError(f"cannot rehearse with {input_dir}: " + "; ".join(problems))
     image_bytes, config = _inspect_image(image)
@@ -205,7 +210,7 @@ def rehearse(
         failures = checks.diagnose(
             run.exit_code, run.logs, (run.timed_out, run.oom_killed), rule, limit
         )
-        found_failures, warnings = checks.check_outputs(input_dir, output_dir, labels)
+        found_failures, warnings = checks.check_outputs(input_dir, output_dir, labels, task)
     if touched:
         failures.append(f"input: the run changed {', '.join(touched[:5])} in /input")
     result = Rehearsal(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from submission.brats import get_scheme, has_case_number
+from submission.brats import ENHANCING, get_scheme, has_case_number
 from submission.io.cases import Discovery
 from submission.io.nifti import NiftiError, read_label_map
 from submission.workbench.validate import validate_input, validate_output
@@ -60,10 +60,14 @@ def run_timeout(rules: Rules, cases: int) -> float:
     return (rules.case_reference_s or 3600.0) * cases
 
 
-def input_problems(found: Discovery, input_dir: Path, rules: Rules) -> list[str]:
-    """Why ``input_dir`` cannot stand for the organisers' input (an invalid case, a file an
-    arbitrary uid cannot read, the year's names); empty when it can."""
-    problems = [f"case {f.subject}: {f.problem}" for f in validate_input(input_dir).failures]
+def input_problems(
+    found: Discovery, input_dir: Path, rules: Rules, task: str | None = None
+) -> list[str]:
+    """Why ``input_dir`` cannot stand for the organisers' input (an invalid case, by the
+    ``task``'s modalities when given; a file an arbitrary uid cannot read; the year's
+    names); empty when it can."""
+    report = validate_input(input_dir, task)
+    problems = [f"case {f.subject}: {f.problem}" for f in report.failures]
     if rules.case_numbers:
         for case in found.cases:
             if case.folder == Path(input_dir) or not has_case_number(case.case_id):
@@ -104,12 +108,15 @@ def changed(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-def check_outputs(input_dir: Path, output_dir: Path, labels: str) -> tuple[list[str], list[str]]:
+def check_outputs(
+    input_dir: Path, output_dir: Path, labels: str, task: str | None = None
+) -> tuple[list[str], list[str]]:
     """The organisers' checks of an output folder (:func:`validate_output`: one
-    ``<case-id>.nii.gz`` per case, nothing else, exact grid, labels in the scheme), plus
-    warnings for all-background predictions and for 2021-looking labels in a scheme where 4
-    means something else: (failures, warnings)."""
-    report = validate_output(input_dir, output_dir, labels)
+    ``<case-id>.nii.gz`` per case, nothing else, exact grid, labels in the scheme; with a
+    task, its cases and output-name rule), plus warnings for all-background predictions
+    and for 2021-looking labels in a scheme where 4 means something else: (failures,
+    warnings)."""
+    report = validate_output(input_dir, output_dir, labels, task)
     failures = [f"{f.subject}: {f.problem}" for f in report.failures]
     warnings = list(report.warnings)
     present: set[int] = set()
@@ -121,8 +128,9 @@ def check_outputs(input_dir: Path, output_dir: Path, labels: str) -> tuple[list[
         present |= set(np.unique(seg_dhw).tolist()) - {0}
         if not seg_dhw.any():
             warnings.append(f"{path.name}: all background (the organisers score it 0 / inf)")
-    et, et_2021 = get_scheme(labels).labels["ET"], get_scheme("2021").labels["ET"]
-    if et != et_2021 and et_2021 in present and et not in present:
+    scheme = get_scheme(labels)
+    et, et_2021 = scheme.labels.get(ENHANCING), get_scheme("2021").labels[ENHANCING]
+    if et is not None and et != et_2021 and et_2021 in present and et not in present:
         warnings.append(
             f"labels {sorted(present)}: {et_2021} and no {et} looks like the 2021 scheme, "
             f"where {et_2021} is ET; in {labels} ET is {et} (is the image's --labels right?)"
