@@ -24,11 +24,12 @@ IMAGE_PYTHON ?= 3.11
 IMAGE_PLATFORMS ?= $(foreach v,2_5 2_12 2_17 2_27 2_28 2_34,manylinux_$(v)_x86_64) \
 	manylinux1_x86_64 manylinux2010_x86_64 manylinux2014_x86_64 linux_x86_64
 
-.PHONY: install test lint format demo demo-docker clean help build run rehearse base-image wheelhouse save
+.PHONY: install test lint format demo demo-docker bench-task clean help build run rehearse base-image wheelhouse save
 
 help:
 	@echo "make demo        synth, train 5 folds, export, tune, predict, evaluate, pictures (~15 min)"
 	@echo "make demo-docker the same, predicting through the built image"
+	@echo "make bench-task TASK=gli-post  one task end to end, held-out Dice per region (~15 min)"
 	@echo "make test        create the environment, lint, run every test"
 	@echo "make lint        ruff check and format check"
 	@echo "make build BUNDLE=dir [IMAGE=name:tag] [BASE_IMAGE=image] [BACKEND=onnx]"
@@ -66,6 +67,11 @@ demo: install
 # after make base-image and make wheelhouse).
 demo-docker: install
 	BIN=$(BIN) DEMO_PREDICT=docker IMAGE=bratskit:demo BASE_IMAGE="$(BASE_IMAGE)" bash scripts/demo.sh
+
+# One BraTS task end to end on synthetic cases (issue 14): TASK=gli-post|ped|met|men-rt|...
+TASK_BENCH ?= gli-post
+bench-task: install
+	BIN=$(BIN) TASK=$(if $(TASK),$(TASK),$(TASK_BENCH)) bash scripts/bench_task.sh
 
 build:
 	BUNDLE="$(BUNDLE)" IMAGE="$(IMAGE)" BACKEND="$(BACKEND)" BASE_IMAGE="$(BASE_IMAGE)" \

@@ -26,7 +26,17 @@ __all__ = ["evaluate", "package", "rehearse", "synth", "tune", "validate", "view
 @click.command()
 @click.argument("out", type=dir_path)
 @click.option("--cases", default=5, show_default=True, type=click.IntRange(1))
-@click.option("--layout", type=click.Choice(LAYOUT_YEARS), default="2021", show_default=True)
+@click.option(
+    "--task",
+    help="BraTS task whose cases to write (gli-2021, gli-2023, gli-post, met, ped, men, "
+    "men-rt, ssa, goat, or the organisers' GLI, MET, PED, MEN, MEN-RT, SSA, GoAT): its ids, "
+    "file names, modalities, label scheme and pathology [the layout's glioma].",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUT_YEARS),
+    help="File naming [the task's; without --task, 2021]; with --task it must be the task's.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--shape", nargs=3, type=click.IntRange(16), default=(240, 240, 155), show_default=True
@@ -38,18 +48,72 @@ __all__ = ["evaluate", "package", "rehearse", "synth", "tune", "validate", "view
     type=click.IntRange(0),
     help="Number the cases from here (a held-out set beside a training set).",
 )
+@click.option(
+    "--absent",
+    "absent_rates",
+    multiple=True,
+    metavar="MODALITY=RATE",
+    help="Leave an optional modality out of this share of the cases, evenly by case index "
+    "(t2w=0.25: cases 3, 7, 11, ...); repeatable; t2w=0 writes it everywhere "
+    "[met: t2w=0.25].",
+)
+@click.option(
+    "--skull/--no-skull",
+    default=None,
+    help="Scalp and skull around the brain: not skull-stripped [ped: --skull; else no].",
+)
+@click.option(
+    "--spacing",
+    nargs=3,
+    type=click.FloatRange(0.25, 8),
+    default=None,
+    metavar="X Y Z",
+    help="Resample every case to this voxel size in mm [men-rt: 1 1 2.5, 0.9 0.9 3 or "
+    "1 1 2 by case; else 1 mm, BraTS space].",
+)
 @exit_on_error()
 def synth(
-    out: Path, cases: int, layout: str, seed: int, shape: tuple[int, int, int], first: int
+    out: Path,
+    cases: int,
+    task: str | None,
+    layout: str | None,
+    seed: int,
+    shape: tuple[int, int, int],
+    first: int,
+    absent_rates: tuple[str, ...],
+    skull: bool | None,
+    spacing: tuple[float, float, float] | None,
 ) -> None:
-    """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg) to OUT."""
+    """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg, MEN-RT *_gtv) to
+    OUT, one folder per case."""
     from submission.workbench.synth import write_synthetic_dataset
 
+    absent = None
+    if absent_rates:
+        absent = {}
+        for text in absent_rates:
+            modality, _, rate = text.partition("=")
+            try:
+                absent[modality.strip()] = float(rate)
+            except ValueError:
+                raise click.BadParameter(
+                    f"MODALITY=RATE with RATE 0..1, got {text!r}", param_hint="--absent"
+                ) from None
     # Per-case progress arrives through logging.
     ids = write_synthetic_dataset(
-        out, cases=cases, layout=layout, seed=seed, shape=tuple(shape), first=first
+        out,
+        cases=cases,
+        layout=layout,
+        seed=seed,
+        shape=tuple(shape),
+        first=first,
+        task=task,
+        absent=absent,
+        skull=skull,
+        spacing=spacing,
     )
-    click.echo(f"wrote {len(ids)} {layout} cases to {out}")
+    kind = get_task(task).name if task is not None else (layout or "2021")
+    click.echo(f"wrote {len(ids)} {kind} cases to {out}")
 
 
 @click.command()
@@ -58,8 +122,9 @@ def synth(
 @click.option(
     "--task",
     type=TASK_CHOICE,
-    help="Check the outputs by this task's labels and output-name rule (auto: from the "
-    "input's case ids).",
+    help="Check the cases by this task's modalities (t1c alone for MEN-RT, t2w optional "
+    "for MET) and the outputs by its labels and output-name rule (auto: from the input's "
+    "case ids).",
 )
 @click.option("--labels", type=SCHEME_CHOICE, help="Label scheme [the task's, else 2021].")
 @exit_on_error()
@@ -67,7 +132,7 @@ def validate(input_dir: Path, output: Path | None, task: str | None, labels: str
     """Check INPUT (and OUTPUT against it) by the challenge rules; exit 0 only if all valid."""
     from submission.workbench.validate import validate_input, validate_output
 
-    reports = [(validate_input(input_dir), f"input {input_dir}")]
+    reports = [(validate_input(input_dir, task), f"input {input_dir}")]
     if output is not None:
         reports.append((validate_output(input_dir, output, labels, task), f"output {output}"))
     for report, title in reports:
@@ -174,9 +239,9 @@ def package(out: Path, zip_path: Path, labels: str, input_dir: Path | None) -> N
 @click.option("--input", "input_dir", required=True, type=dir_path, help="Cases to run on.")
 @click.option(
     "--task",
-    help="The task whose label scheme the outputs follow (a registry name such as gli-post "
-    "or men-rt, or the organisers' GLI, MET, PED, MEN, MEN-RT, SSA, GoAT) [the scheme the "
-    "image's org.bratskit.label-scheme label names, else 2021].",
+    help="The task (a registry name such as gli-post or men-rt, or the organisers' GLI, MET, "
+    "PED, MEN, MEN-RT, SSA, GoAT): the input's modalities, the outputs' label scheme and "
+    "name rule [the scheme the image's org.bratskit.label-scheme label names, else 2021].",
 )
 @click.option("--rules", type=click.Choice(list(RULES)), default="2026", show_default=True)
 @click.option(
@@ -210,10 +275,12 @@ def rehearse(
     from submission.workbench.rehearse import rehearse as run_rehearsal
 
     try:
-        labels = None if task is None else get_task(task).scheme
+        task = None if task is None else get_task(task).name
     except TaskError as exc:
         raise click.BadParameter(str(exc), param_hint="--task") from None
-    result = run_rehearsal(image, input_dir, rules, labels, test_cases, keep_output, time_limit)
+    result = run_rehearsal(
+        image, input_dir, rules, None, test_cases, keep_output, time_limit, task=task
+    )
     click.echo(result.to_json() if as_json else result.text())
     if not result.ok:
         click.echo(f"--- container log (tail)\n{result.logs[-3000:]}", err=True)

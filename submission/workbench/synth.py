@@ -16,13 +16,21 @@ the same seed gives byte-identical arrays (on one platform: float32 matrix produ
 in the last bit between CPU kernels) and adding cases never changes earlier ones. The
 enhancing tumour follows the case index (:data:`ET_PATTERN`): one case in six has no ET and
 one in six a tiny ET spot, which exercises ET minimum-size post-processing.
+
+That is the default (layouts 2021 and 2023, the tasks gli-2021 and gli-2023). With a task
+(``task=``, ``bratskit synth --task``) the cases follow the task's ids, file naming,
+modalities and label scheme and hold its pathology: a resection cavity (gli-post), a cystic
+paediatric tumour in an image that is not skull-stripped (ped), several metastases with t2w
+absent from some cases (met), an extra-axial meningioma (men), and the meningioma's GTV on
+t1c alone on an anisotropic native grid (men-rt); :mod:`submission.workbench.synth_tasks`
+documents each, with their contrasts.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import nibabel as nib
@@ -32,28 +40,44 @@ from submission.brats import (
     LAYOUT_YEARS,
     MODALITIES,
     SEG_SUFFIX,
+    TUMOUR_REGIONS,
     modality_filename,
     regions_to_labels,
 )
+from submission.exit_codes import BadValueError
+from submission.tasks import AUTO, Task, get_task
 from submission.workbench.synth_anatomy import (
     BRATS_SHAPE,
     ET_KINDS,
-    Anatomy,
-    Tumour,
     make_anatomy,
     make_tumour,
-    smooth_fields,
+)
+from submission.workbench.synth_render import apply_bias, glioma_intensity, quantise
+from submission.workbench.synth_tasks import (
+    UNSTRIPPED,
+    channels,
+    default_absent,
+    default_spacing,
+    has_pathology,
+    resample,
+    scheme_regions,
+    synthesize_task_case,
+    task_case_id,
 )
 
 __all__ = [
     "BRATS_SHAPE",
     "ET_KINDS",
     "ET_PATTERN",
+    "LAYOUT_TASK",
     "MIN_SIDE",
+    "SynthError",
     "case_id",
     "et_kind_for_index",
     "lps_affine",
     "synthesize_case",
+    "synthesize_task",
+    "task_case_id",
     "write_case",
     "write_synthetic_dataset",
 ]
@@ -65,22 +89,12 @@ logger = logging.getLogger(__name__)
 ET_PATTERN: tuple[str, ...] = ("normal", "normal", "none", "normal", "normal", "tiny")
 #: Smallest side of a synthetic volume (room for brain and tumour).
 MIN_SIDE = 32
+#: The task each file naming stands for when no task is given.
+LAYOUT_TASK = {"2021": "gli-2021", "2023": "gli-2023", "men-rt": "men-rt"}
 
-# Mean intensity of each tissue relative to white matter, per modality in MODALITIES order
-# (t1n, t1c, t2w, t2f). Columns: WM, GM, CSF, oedema, necrosis, enhancing tumour, and solid
-# non-enhancing tumour (the core of cases without an enhancing rim).
-_CONTRAST = np.array(
-    [
-        [1.00, 0.74, 0.28, 0.80, 0.42, 0.82, 0.62],  # t1n: dark necrosis and CSF
-        [1.00, 0.78, 0.30, 0.84, 0.45, 1.65, 0.66],  # t1c: bright enhancing rim
-        [0.55, 0.78, 1.55, 1.20, 1.45, 1.05, 1.40],  # t2w: bright CSF, oedema and core
-        [0.78, 0.98, 0.40, 1.42, 0.90, 1.20, 1.12],  # t2f: bright oedema, suppressed CSF
-    ],
-    dtype=np.float32,
-)
-_WM_INTENSITY = (350.0, 1800.0)  # white-matter level per modality, drawn per case
-_NOISE = (0.03, 0.05)  # noise standard deviation relative to the white-matter level
-_BIAS = (0.05, 0.025)  # log-amplitude of the shared and the per-modality bias field
+
+class SynthError(ValueError, BadValueError):
+    """A value the user gave the generator is wrong (a layout, a shape, a share, a spacing)."""
 
 
 def et_kind_for_index(index: int) -> str:
@@ -89,9 +103,10 @@ def et_kind_for_index(index: int) -> str:
 
 
 def case_id(index: int, layout: str) -> str:
-    """Synthetic case id: ``BraTS2021_00000`` (2021) or ``BraTS-GLI-00000-000`` (2023)."""
+    """Synthetic case id: ``BraTS2021_00000`` (2021), ``BraTS-GLI-00000-000`` (2023) or
+    ``BraTS-MEN-RT-0000-1`` (men-rt): that of the layout's task (:data:`LAYOUT_TASK`)."""
     _check_layout(layout)
-    return f"BraTS2021_{index:05d}" if layout == "2021" else f"BraTS-GLI-{index:05d}-000"
+    return task_case_id(index, get_task(LAYOUT_TASK[layout]))
 
 
 def lps_affine(shape: tuple[int, int, int]) -> np.ndarray:
@@ -130,19 +145,10 @@ def synthesize_case(
     shape = _checked_shape(shape)
     anatomy = make_anatomy(rng, shape)
     tumour = make_tumour(rng, anatomy, et_kind)
-    intensity = _mean_intensity(rng, anatomy, tumour)
-    _apply_bias(rng, intensity, anatomy.scale)
-
-    brain = anatomy.brain
-    level = rng.uniform(*_WM_INTENSITY, size=len(MODALITIES)).astype(np.float32)
-    noise = rng.uniform(*_NOISE, size=len(MODALITIES)).astype(np.float32)
+    intensity = glioma_intensity(rng, anatomy, tumour)
+    apply_bias(rng, intensity, anatomy.scale)
     image_cdhw = np.zeros((len(MODALITIES), *shape), dtype=np.int16)
-    for c in range(len(MODALITIES)):
-        values = intensity[c][brain] + noise[c] * rng.standard_normal(
-            int(brain.sum()), dtype=np.float32
-        )
-        values = np.clip(np.rint(values * level[c]), 1, np.iinfo(np.int16).max)
-        image_cdhw[(c, *anatomy.box)][brain] = values.astype(np.int16)
+    image_cdhw[(slice(None), *anatomy.box)] = quantise(rng, intensity, anatomy.brain)
 
     regions_rdhw = np.zeros((3, *shape), dtype=bool)
     outer = tuple(
@@ -153,43 +159,16 @@ def synthesize_case(
     return image_cdhw, regions_rdhw
 
 
-def _mean_intensity(rng: np.random.Generator, anatomy: Anatomy, tumour: Tumour) -> np.ndarray:
-    """float32 (4, *anatomy box) noise-free intensity relative to white matter.
-
-    Tissue fractions mix the tissue contrasts; oedema blends towards its contrast by its
-    weight; the tumour core then replaces what lies under it (partial volume at its border).
-    """
-    contrast = _CONTRAST * rng.uniform(0.95, 1.05, _CONTRAST.shape).astype(np.float32)
-    intensity = np.einsum("ck,k...->c...", contrast[:, :3], anatomy.tissue)
-    lesion = intensity[(slice(None), *tumour.box)]  # a view: edits land in ``intensity``
-    column = contrast[:, :, None, None, None]
-    lesion += tumour.edema * (column[:, 3] - lesion)
-    lesion *= 1 - tumour.core
-    core = column[:, 4] if tumour.necrotic else column[:, 6]
-    lesion += (tumour.core - tumour.enhancing) * core + tumour.enhancing * column[:, 5]
-    texture = smooth_fields(rng, anatomy.brain.shape, 2.5 * anatomy.scale)[0]
-    intensity *= 1 + 0.04 * texture
-    return intensity
-
-
-def _apply_bias(rng: np.random.Generator, intensity: np.ndarray, scale: float) -> None:
-    """Multiply ``intensity`` (4, ...) in place by smooth bias fields: shared and per modality."""
-    fields = smooth_fields(rng, intensity.shape[1:], 60 * scale, 1 + len(intensity))
-    shared, own = _BIAS
-    for c in range(len(intensity)):
-        intensity[c] *= np.exp(shared * fields[0] + own * fields[1 + c])
-
-
 def _checked_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < MIN_SIDE:
-        raise ValueError(f"shape must be three sides of at least {MIN_SIDE} voxels, got {shape}")
+        raise SynthError(f"shape must be three sides of at least {MIN_SIDE} voxels, got {shape}")
     return shape
 
 
 def _check_layout(layout: str) -> None:
     if layout not in LAYOUT_YEARS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUT_YEARS)}")
+        raise SynthError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUT_YEARS)}")
 
 
 def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -202,25 +181,36 @@ def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 
 
 def write_case(
-    case_dir: Path, case: str, image_cdhw: np.ndarray, seg_dhw: np.ndarray, layout: str
+    case_dir: Path,
+    case: str,
+    image_cdhw: np.ndarray,
+    seg_dhw: np.ndarray,
+    layout: str,
+    modalities: tuple[str, ...] = MODALITIES,
+    affine: np.ndarray | None = None,
 ) -> list[Path]:
-    """Write the four modalities and the label map of one case into ``case_dir``.
+    """Write the modalities and the label map of one case into ``case_dir``.
 
     Args:
         case_dir: the case folder (created if missing).
         case: case id, the file-name prefix.
-        image_cdhw: int16 (4, D, H, W) in MODALITIES order.
+        image_cdhw: int16 (C, D, H, W), channel ``c`` the modality ``modalities[c]``.
         seg_dhw: uint8 (D, H, W) label map in the layout's scheme.
-        layout: ``2021`` or ``2023`` file naming.
+        layout: file naming (:data:`submission.brats.LAYOUT_YEARS`): ``2021``, ``2023`` or
+            ``men-rt``, whose label map is ``<id>_gtv.nii.gz``.
+        modalities: the modality of each channel [all four, in MODALITIES order].
+        affine: voxel-to-world of the grid [:func:`lps_affine` of the 1 mm grid].
 
     Returns:
-        The five paths written, modalities first and the label map last.
+        The paths written, modalities first and the label map last.
     """
     _check_layout(layout)
+    if len(modalities) != len(image_cdhw):
+        raise ValueError(f"{len(image_cdhw)} channels for modalities {', '.join(modalities)}")
     case_dir = Path(case_dir)
     case_dir.mkdir(parents=True, exist_ok=True)
-    affine = lps_affine(seg_dhw.shape)
-    volumes = [(m, image_cdhw[c].astype(np.int16)) for c, m in enumerate(MODALITIES)]
+    affine = lps_affine(seg_dhw.shape) if affine is None else affine
+    volumes = [(m, image_cdhw[c].astype(np.int16)) for c, m in enumerate(modalities)]
     volumes.append((SEG_SUFFIX, seg_dhw.astype(np.uint8)))
     paths = []
     for name, data in volumes:
@@ -230,50 +220,147 @@ def write_case(
     return paths
 
 
+def synthesize_task(
+    rng: np.random.Generator,
+    task: Task,
+    index: int,
+    shape: tuple[int, int, int] = BRATS_SHAPE,
+    skull: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Case ``index`` of ``task`` on the 1 mm grid (:mod:`submission.workbench.synth_tasks`).
+
+    A glioma case without skull is :func:`synthesize_case` itself, so the tasks gli-2021 and
+    gli-2023 give the same arrays as layouts 2021 and 2023 always did.
+
+    Returns:
+        ``image_cdhw``: int16 (4, *shape) in MODALITIES order, all four modalities.
+        ``regions_rdhw``: bool (R, *shape) in ``task.scheme``'s region order.
+    """
+    shape = _checked_shape(shape)
+    et_kind = et_kind_for_index(index)
+    if skull or has_pathology(task, index):
+        return synthesize_task_case(rng, task, index, shape, skull, et_kind)
+    image_cdhw, regions_rdhw = synthesize_case(rng, shape, et_kind)
+    return image_cdhw, scheme_regions(dict(zip(TUMOUR_REGIONS, regions_rdhw)), task.scheme)
+
+
+def _resolve_task(layout: str | None, task: Task | str | None) -> Task:
+    """The task to write: ``task``, else the one whose naming ``layout`` is (2021 when
+    neither); a layout that is not the task's naming is refused."""
+    if task is None:
+        layout = "2021" if layout is None else layout
+        _check_layout(layout)
+        return get_task(LAYOUT_TASK[layout])
+    if isinstance(task, str) and task.lower() == AUTO:
+        raise SynthError("synth writes the cases of one named task; auto only recognises one")
+    task = task if isinstance(task, Task) else get_task(task)
+    if layout is not None and layout != task.naming:
+        raise SynthError(
+            f"layout {layout} disagrees with task {task.name}, whose files are named the "
+            f"{task.naming} way; leave out the layout or give {task.naming}"
+        )
+    return task
+
+
+def _checked_absent(task: Task, absent: Mapping[str, float] | None) -> dict[str, float]:
+    if absent is None:
+        return default_absent(task)
+    optional = ", ".join(task.optional) or "none"
+    for modality, rate in absent.items():
+        if modality not in MODALITIES:
+            raise SynthError(f"unknown modality {modality!r}; {task.name}'s optional: {optional}")
+        if modality not in task.optional:
+            raise SynthError(
+                f"{modality} cannot be absent from {task.name} cases: the task requires it "
+                f"(optional modalities: {optional})"
+            )
+        if not 0 <= rate <= 1:
+            raise SynthError(f"the share of cases without {modality} must be 0..1, got {rate}")
+    return dict(absent)
+
+
+def _checked_spacing(spacing) -> tuple[float, float, float] | None:
+    if spacing is None:
+        return None
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or not all(0.25 <= s <= 8 for s in spacing):
+        raise SynthError(f"spacing must be three voxel sizes of 0.25 to 8 mm, got {spacing}")
+    return spacing
+
+
 def write_synthetic_dataset(
     out_dir: Path,
     cases: int,
-    layout: str = "2021",
+    layout: str | None = None,
     seed: int = 0,
     shape: tuple[int, int, int] = BRATS_SHAPE,
     progress: Callable[[str], None] | None = None,
     first: int = 0,
+    task: Task | str | None = None,
+    absent: Mapping[str, float] | None = None,
+    skull: bool | None = None,
+    spacing: tuple[float, float, float] | None = None,
 ) -> list[str]:
     """Write ``cases`` synthetic cases, one folder ``<out_dir>/<case id>/`` each.
 
-    Folders hold the four modalities and the ground truth (``_seg`` / ``-seg``) named by
-    :func:`submission.brats.modality_filename`; labels use the 2021 scheme for layout 2021 and
-    the 2023 scheme for layout 2023. Existing files of the same names are overwritten.
+    Without a task, folders hold the four modalities and the ground truth (``_seg`` /
+    ``-seg``) named by :func:`submission.brats.modality_filename`, labels in the layout's
+    scheme (2021 or 2023), exactly as before tasks existed. With a task (registry name,
+    alias or :class:`~submission.tasks.Task`), cases follow its id convention, naming,
+    modalities and label scheme, with its pathology (:mod:`submission.workbench.synth_tasks`).
+    Existing files of the same names are overwritten.
 
     Args:
         out_dir: dataset folder (created if missing).
         cases: number of cases, ids numbered from ``first``.
-        layout: ``2021`` (``BraTS2021_00000``) or ``2023`` (``BraTS-GLI-00000-000``).
+        layout: file naming: ``2021`` (``BraTS2021_00000``), ``2023``
+            (``BraTS-GLI-00000-000``) or ``men-rt`` (the MEN-RT task) [the task's, else 2021];
+            with a task it must be the task's.
         seed: non-negative seed; case ``i`` depends only on ``(seed, i)``.
-        shape: spatial shape, each side at least :data:`MIN_SIDE`.
+        shape: spatial shape of the 1 mm grid, each side at least :data:`MIN_SIDE`.
         progress: called with one line per written case (id, count and seconds).
         first: index of the first case: ``first=20`` after a 20-case training set gives
             held-out cases with new ids and new contents.
+        task: the BraTS task [none: the layout's glioma].
+        absent: optional modality -> share of cases (0..1) without it, chosen by index
+            (:func:`~submission.workbench.synth_tasks.is_absent`) [met: t2w 0.25].
+        skull: scalp and skull around the brain, not skull-stripped [ped only].
+        spacing: voxel size in mm every case is resampled to [men-rt: per case, anisotropic;
+            else 1 mm, BraTS space].
 
     Returns:
         The case ids in order.
+
+    Raises:
+        SynthError: a bad value (layout, shape, counts, absent, spacing, a layout that is not
+            the task's naming); TaskError: an unknown task.
     """
-    _check_layout(layout)
+    task = _resolve_task(layout, task)
     shape = _checked_shape(shape)
     if cases < 0 or seed < 0 or first < 0:
-        raise ValueError(
+        raise SynthError(
             f"cases, seed and first must be non-negative, got {cases}, {seed}, {first}"
         )
+    absent = _checked_absent(task, absent)
+    skull = task.name in UNSTRIPPED if skull is None else bool(skull)
+    spacing = _checked_spacing(spacing)
+    ids = [task_case_id(index, task) for index in range(first, first + cases)]
+    wrong = [case for case in ids if not task.matches(case)]
+    if wrong:
+        raise SynthError(f"case {wrong[0]} breaks the {task.name} id convention: fewer cases")
     out_dir = Path(out_dir)
-    ids = []
-    for n, index in enumerate(range(first, first + cases), 1):
+    for n, (index, case) in enumerate(zip(range(first, first + cases), ids, strict=True), 1):
         start = time.perf_counter()
-        case = case_id(index, layout)
         rng = np.random.default_rng([seed, index])
-        image_cdhw, regions_rdhw = synthesize_case(rng, shape, et_kind_for_index(index))
-        seg_dhw = regions_to_labels(regions_rdhw, layout)
-        write_case(out_dir / case, case, image_cdhw, seg_dhw, layout)
-        ids.append(case)
+        image_cdhw, regions_rdhw = synthesize_task(rng, task, index, shape, skull)
+        modalities = channels(task, index, absent)
+        image_cdhw = image_cdhw[[MODALITIES.index(m) for m in modalities]]
+        affine = lps_affine(shape)
+        size = default_spacing(task, index) if spacing is None else spacing
+        if size is not None and size != (1.0, 1.0, 1.0):
+            image_cdhw, regions_rdhw, affine = resample(image_cdhw, regions_rdhw, affine, size)
+        seg_dhw = regions_to_labels(regions_rdhw, task.scheme)
+        write_case(out_dir / case, case, image_cdhw, seg_dhw, task.naming, modalities, affine)
         line = f"{case} ({n}/{cases}) written in {time.perf_counter() - start:.1f} s"
         logger.info(line)
         if progress is not None:

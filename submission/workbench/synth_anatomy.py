@@ -85,7 +85,7 @@ def smooth_fields(
     return field
 
 
-def _box_coords(box: Box) -> list[np.ndarray]:
+def box_coords(box: Box) -> list[np.ndarray]:
     """Open-grid float32 voxel coordinates of ``box``, broadcastable to its shape."""
     axes = [np.arange(s.start, s.stop, dtype=np.float32) for s in box]
     return [x.reshape([-1 if a == i else 1 for a in range(3)]) for i, x in enumerate(axes)]
@@ -133,7 +133,7 @@ def make_anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> Anato
     lo = np.maximum(np.floor(centre - reach).astype(int), 1)
     hi = np.minimum(np.ceil(centre + reach).astype(int) + 1, np.asarray(shape) - 1)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    coords = _box_coords(box)
+    coords = box_coords(box)
     wobble = np.clip(smooth_fields(rng, _shape_of(box), 40 * scale)[0], -_WOBBLE_CLIP, _WOBBLE_CLIP)
     rho = _ellipsoid_radius(coords, centre, semi_axes) * (1 + _WOBBLE * wobble)
     brain = rho < 1
@@ -212,7 +212,7 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, et_kind: str = "norm
     hi = np.minimum(np.ceil(centre + reach).astype(int) + 1, anatomy.brain.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     shape = _shape_of(box)
-    rad = _rotated_radius(rng, _box_coords(box), centre, semi_axes) * radius
+    rad = rotated_radius(rng, box_coords(box), centre, semi_axes) * radius
 
     f_core, f_ncr, f_rim, f_tex = np.clip(smooth_fields(rng, shape, 5 * s, 4), -3, 3)
     f_wide = np.clip(smooth_fields(rng, shape, 10 * s)[0], -2.5, 2.5)
@@ -252,7 +252,7 @@ def _pick_centre(rng: np.random.Generator, anatomy: Anatomy) -> np.ndarray:
     return np.array(np.unravel_index(pick, anatomy.brain.shape), dtype=float)
 
 
-def _rotated_radius(rng, coords, centre, semi_axes) -> np.ndarray:
+def rotated_radius(rng, coords, centre, semi_axes) -> np.ndarray:
     """float32 normalised radius of a randomly rotated ellipsoid (1 on its surface)."""
     rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))
     offsets = [x - float(c) for x, c in zip(coords, centre, strict=True)]

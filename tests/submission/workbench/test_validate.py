@@ -206,3 +206,19 @@ def test_a_task_sets_the_labels_and_its_output_name_rule(case_factory, tmp_path)
         "labels [4] are not in the 2023 scheme"
         in problems(root, out, "2023")[1][f"{ids[0]}.nii.gz"]
     )
+
+
+@pytest.mark.parametrize(("task", "modalities"), [("men-rt", 1), ("met", 4)])
+def test_input_by_the_tasks_modalities(tmp_path, task, modalities):
+    """MEN-RT cases hold t1c alone and every 4th MET case lacks t2w: invalid as four-modality
+    glioma cases, valid for their task (named, or recognised from the ids)."""
+    from submission.workbench.synth import write_synthetic_dataset
+
+    ids = write_synthetic_dataset(tmp_path / "in", 4, task=task, shape=(40, 40, 32))
+    by_default = validate_input(tmp_path / "in")
+    assert not by_default.ok and "missing" in by_default.failures[0].problem
+    for name in (task, "auto"):
+        report = validate_input(tmp_path / "in", name)
+        assert report.ok and [f.subject for f in report.findings] == sorted(ids)
+    files = {p.name for p in (tmp_path / "in" / ids[3]).iterdir()}
+    assert len(files) == modalities + 1 - (task == "met")  # the images and the label map
