@@ -229,6 +229,9 @@ SCHEMES: dict[str, LabelScheme] = {
 }
 
 DEFAULT_SCHEME = "2021"
+#: Every region name some scheme has (WT, TC, ET, RC, CC, GTV), sorted: what a region
+#: flag or a per-region threshold may name before a bundle or task says which apply.
+REGION_NAMES: tuple[str, ...] = tuple(sorted({r for s in SCHEMES.values() for r in s.regions}))
 
 
 def get_scheme(name: str) -> LabelScheme:

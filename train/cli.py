@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from submission.brats import SCHEMES
+from submission.brats import REGION_NAMES
 from submission.exit_codes import BadValueError, UnavailableError, exit_on_error
 from submission.io.cases import InputError
 
@@ -35,11 +35,10 @@ def _regions(value: str | None) -> tuple[str, ...] | None:
     if value is None or value == "all":
         return None
     regions = tuple(v.strip().upper() for v in value.split(","))
-    known = {r for scheme in SCHEMES.values() for r in scheme.regions}
-    bad = [r for r in regions if r not in known]
+    bad = [r for r in regions if r not in REGION_NAMES]
     if bad:
         raise click.BadParameter(
-            f"regions must be from {','.join(sorted(known)).lower()} or 'all', got {value!r}"
+            f"regions must be from {','.join(REGION_NAMES).lower()} or 'all', got {value!r}"
         )
     return regions
 

@@ -36,7 +36,7 @@ from submission.brats import (
 )
 from submission.exit_codes import UnusableError
 from submission.io.nifti import NAME_MAX, Grid, NiftiError, grid_of, read_nifti
-from submission.tasks import Task, resolve_task
+from submission.tasks import AUTO, Task, resolve_task
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ def discover_task_cases(input_dir: Path, task: str | None) -> tuple[Discovery, T
     """
     if task is None:
         return discover_cases(input_dir), None
-    ids = discover_cases(input_dir, required=()).case_ids
+    # Only ``auto`` needs the ids first (a folder walk); a named task is looked up.
+    ids = discover_cases(input_dir, required=()).case_ids if str(task).lower() == AUTO else ()
     rules = resolve_task(task, ids)
     return discover_cases(input_dir, rules.modalities), rules
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from submission.brats import SCHEMES, TUMOUR_REGIONS, get_scheme
+from submission.brats import REGION_NAMES, SCHEMES, TUMOUR_REGIONS, get_scheme
 
 if TYPE_CHECKING:
     from submission.predict.bundle import Manifest
@@ -144,17 +144,16 @@ def parse_threshold(text: str) -> float | dict[str, float]:
             raise ValueError(f"threshold {text!r} is not {form}") from None
         check_thresholds([value])
         return value
-    known = {r for scheme in SCHEMES.values() for r in scheme.regions}
     values: dict[str, float] = {}
     for item in text.split(","):
         region, _, number = (part.strip() for part in item.partition("="))
         region = region.upper()
         if region in values:
             raise ValueError(f"threshold {text!r} gives {region} twice")
-        if region not in known:
+        if region not in REGION_NAMES:
             raise ValueError(
                 f"threshold {text!r}: {region!r} is no region; regions are "
-                f"{', '.join(sorted(known))}"
+                f"{', '.join(REGION_NAMES)}"
             )
         try:
             values[region] = float(number)
