@@ -222,6 +222,7 @@ def plan_members(runs: Sequence[TrainingRun], settings: ExportSettings) -> list[
                 files=dict.fromkeys(settings.file_keys, placeholder),
                 stage=m.stage,
                 patch=tuple(m.crop),
+                channels=None if m.channels is None else tuple(m.channels),
             )
             plan.append(PlannedMember(checkpoint, member))
     return plan
@@ -234,16 +235,18 @@ def _export_members(
     settings: ExportSettings,
     channels: tuple[str, ...] = MODALITIES,
 ) -> list[Member]:
-    """Load, export and check every planned member; parity inputs shared per shape."""
-    inputs: dict[tuple[SizeRule, tuple[int, ...] | None], ParityInputs] = {}
+    """Load, export and check every planned member; parity inputs shared per shape and
+    input channels (a member with its own ``channels`` is traced and checked on those)."""
+    inputs: dict[tuple[SizeRule, tuple[int, ...] | None, tuple[str, ...]], ParityInputs] = {}
     members = []
     for planned in plan:
         loaded = load_member(planned.checkpoint)
         member = planned.member
-        cache_key = (loaded.size_rule, member.patch)
+        member_channels = channels if member.channels is None else member.channels
+        cache_key = (loaded.size_rule, member.patch, member_channels)
         if cache_key not in inputs:
             inputs[cache_key] = parity_inputs(
-                loaded.size_rule, preprocessing, member.patch, channels=channels
+                loaded.size_rule, preprocessing, member.patch, channels=member_channels
             )
         files = export_files(
             loaded.model,

@@ -107,7 +107,8 @@ def parity_inputs(
     channels: Sequence[str] = MODALITIES,
 ) -> ParityInputs:
     """Realistic trace and check inputs for a model (see the module docstring), with the
-    model's input ``channels`` (the task's modalities) in their order."""
+    model's input ``channels`` in their order: the task's modalities, or a member's own
+    (paper 003's single-modality networks)."""
     trace, check = parity_shapes(rule, patch_dhw)
     image_cdhw, regions_rdhw = synthetic_case(
         preprocessing, np.maximum(trace, check).tolist(), seed

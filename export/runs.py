@@ -41,7 +41,7 @@ _FOLD_DIR = re.compile(r"^fold(\d+)$")
 #: pretrained encoder weights (the checkpoint has them) and activation checkpointing.
 _TRAINING_ONLY_PARAMS = ("weights", "checkpoint")
 #: Member fields a checkpoint must share with the run's config.yaml.
-_IDENTITY = ("key", "stage", "regions", "arch", "arch_params", "crop", "sampling")
+_IDENTITY = ("key", "stage", "regions", "arch", "arch_params", "crop", "sampling", "channels")
 
 
 @dataclass(frozen=True)
@@ -268,6 +268,8 @@ def load_member(checkpoint: FoldCheckpoint) -> LoadedMember:
             f"{checkpoint.path}: the weights do not fit {member.arch} {params}: {first}"
         ) from None
     params.setdefault("out_channels", len(member.regions))
+    if member.channels is not None:
+        params.setdefault("in_channels", len(member.channels))
     if hasattr(net, "without_projection"):
         params["projection"] = False  # the exported network has no training-only branch
     return LoadedMember(

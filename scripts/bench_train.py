@@ -42,7 +42,7 @@ from train.run import RunRequest, train_run
 from train.trainer import TrainStep, build_member_model, make_optimizer
 from train.validation import autocast
 
-PAPER_RECIPES = ("resunet-localization", "segresnet-redundancy", "effunet")
+PAPER_RECIPES = ("resunet-localization", "segresnet-redundancy", "effunet", "effunet-joint")
 
 
 def bench_kfold(args) -> None:
@@ -135,7 +135,8 @@ def _step_time(member, batch, crop, device, amp, steps) -> tuple[float, str]:
     optimizer, _ = make_optimizer(model.parameters(), member.optimizer, 1)
     loss_fn = get_loss(member.loss)
     views = 2 if member.redundancy > 0 else 1
-    x = torch.randn(batch * views, 4, *crop, device=device)
+    channels = 4 if member.channels is None else len(member.channels)  # effunet: one each
+    x = torch.randn(batch * views, channels, *crop, device=device)
     y = (torch.rand(batch * views, len(member.regions), *crop, device=device) > 0.9).float()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

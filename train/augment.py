@@ -31,12 +31,19 @@ SPATIAL_AXES = (1, 2, 3)
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation settings; the defaults follow paper 004 section 3.4.
+    """Augmentation settings.
+
+    Paper 004 section 3.4 is the only paper that augments: "a random axis mirror flip (for
+    all 3 axes) with a probability 0.5. After this we copy the image, and apply the
+    intensity and spatial transforms". It names the transforms but gives no magnitudes or
+    probabilities: the intensity and affine magnitudes below are bratskit's choices
+    (those of MONAI's BraTS tutorial, the framework paper 004 used: intensity scale and
+    shift 0.1, always applied). Papers 002 and 003 state no augmentation; their recipes
+    say what they add.
 
     Attributes:
         flip_p: probability of a mirror flip, drawn for each of the 3 spatial axes
-            independently (004 section 3.4: "random axis mirror flip (for all 3 axes)
-            with a probability 0.5").
+            independently (004 section 3.4, as quoted).
         intensity_p: probability of the intensity transform (scale then shift).
         scale_intensity: each channel is multiplied by ``1 + U(-s, s)``.
         shift_intensity: ``U(-s, s)`` added per channel, in standard deviations since the

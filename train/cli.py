@@ -105,7 +105,8 @@ def train(
     resume,
     describe,
 ) -> None:
-    """K-fold training of a recipe: resunet-localization, segresnet-redundancy, effunet, tiny."""
+    """K-fold training of a recipe: resunet-localization, segresnet-redundancy, effunet,
+    effunet-joint, tiny."""
     try:
         from train.config import load_config
         from train.describe import describe_recipe

@@ -1,10 +1,13 @@
 """Training recipes: frozen dataclasses loaded from YAML, CLI overrides, saved with the run.
 
 A recipe names the method it follows (``resunet-localization`` is paper 002,
-``segresnet-redundancy`` paper 004, ``effunet`` paper 003, ``tiny`` the small CPU recipe)
+``segresnet-redundancy`` paper 004, ``effunet`` paper 003 and ``effunet-joint`` its
+4-channel variant, ``tiny`` the small CPU recipe)
 and lists one or more *members*: a network trained on its own, with its regions, loss,
 optimiser, schedule and crop. Paper 002 trains three single-region models per stage, so
-its recipe has four members (stage-1 WT, stage-2 WT/TC/ET); the other papers have one.
+its recipe has four members (stage-1 WT, stage-2 WT/TC/ET); paper 003 trains one network
+per modality (section 3), so ``effunet`` has four single-modality members (``channels``);
+paper 004 has one.
 Its ``recommended:`` block holds the ensemble and post-processing defaults its paper
 gives; they travel in the run's ``config.yaml`` into the bundle's manifest.
 
@@ -36,9 +39,10 @@ RECIPE_DIR = Path(__file__).parent / "recipes"
 #: The voxel size (mm) members of a native-space task train at: the 1 mm of BraTS space,
 #: which the papers' networks and crops are sized for (a recipe may set another).
 NATIVE_TRAINING_SPACING = (1.0, 1.0, 1.0)
-SAMPLINGS = ("random", "tumour")
+SAMPLINGS = ("random", "tumour", "centre")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("none", "plateau", "cosine")
+MONITORS = ("loss", "dice")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
@@ -50,9 +54,14 @@ class ConfigError(ValueError, BadValueError):
 class OptimConfig:
     """Optimiser and learning-rate schedule.
 
-    ``plateau`` is ReduceLROnPlateau on the validation mean Dice (002 §3.1: factor 0.4,
-    patience 2, cooldown 2; 003 §2.5: factor 0.1, patience 50); ``cosine`` anneals to 0 over
-    the run's epochs (004 §3.3).
+    ``plateau`` is ReduceLROnPlateau on what ``monitor`` names: ``loss``, the member's
+    validation loss (lowest is best), or ``dice``, its validation mean Dice (highest is
+    best). Paper 003 §2.5: the learning rate is "reduced by a factor of 10 whenever the
+    loss has not improved for 50 epochs" (factor 0.1, patience 50, the loss); paper 002
+    §3.1: "ReduceLROnPlateau by a factor of 0.4, with a patience and a cooldown of 2
+    epochs", without saying what it watches (the validation loss here, the callback's
+    usual quantity). ``cosine`` anneals to 0 over the run's epochs (004 §3.3: "progressively
+    decrease it according to Cosine schedule").
     """
 
     name: str = "adam"
@@ -62,10 +71,12 @@ class OptimConfig:
     factor: float = 0.4
     patience: int = 2
     cooldown: int = 2
+    monitor: str = "loss"
 
     def __post_init__(self) -> None:
         _choice("optimizer.name", self.name, OPTIMIZERS)
         _choice("optimizer.schedule", self.schedule, SCHEDULES)
+        _choice("optimizer.monitor", self.monitor, MONITORS)
         if self.lr <= 0:
             raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
 
@@ -86,7 +97,11 @@ class MemberConfig:
         loss: name in :data:`train.losses.LOSSES`.
         redundancy: weight of the Barlow-Twins loss (004 §3.1); 0 disables the second view.
         crop: training patch (D, H, W).
-        sampling: ``random`` windows, or ``tumour``-centred ones with ``jitter`` (002 §2.3).
+        sampling: ``random`` windows, ``tumour``-centred ones with ``jitter`` (002 §2.3), or
+            the window ``centre``d on the cropped brain (003 §2.5: "centered cropped data").
+        channels: the modalities this member sees, in its input-channel order (003 §3:
+            "We process the four modalities separately"); None: all the run's channels
+            (:attr:`TrainConfig.channels`). Each must be one of the run's channels.
     """
 
     key: str
@@ -100,10 +115,18 @@ class MemberConfig:
     crop: tuple[int, int, int] = (128, 128, 128)
     sampling: str = "random"
     jitter: int = 0
+    channels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _choice(f"{self.key}.stage", self.stage, STAGES)
         _choice(f"{self.key}.sampling", self.sampling, SAMPLINGS)
+        if self.channels is not None:
+            bad = [c for c in self.channels if c not in MODALITIES]
+            if bad or not self.channels or len(set(self.channels)) != len(self.channels):
+                raise ConfigError(
+                    f"{self.key}.channels must be distinct modalities of {', '.join(MODALITIES)} "
+                    f"(or null for all the run's channels), got {list(self.channels)}"
+                )
         if not self.regions or len(set(self.regions)) != len(self.regions):
             raise ConfigError(f"{self.key}.regions must be distinct regions, got {self.regions}")
         if len(self.crop) != 3 or min(self.crop) < 1:
@@ -117,7 +140,12 @@ class TrainConfig:
     Attributes:
         amp: ``auto`` (bf16 on GPUs that have it, else fp16; off on CPU), ``bf16``,
             ``fp16`` or ``off``.
-        accumulate: gradient-accumulation steps per optimiser step.
+        batch_size: the global batch, samples per optimiser step, whatever the number of
+            torchrun processes (the papers' batch, which their learning rates go with):
+            each process takes ``batch_size / (processes x accumulate)`` samples at a time
+            (:func:`train.distributed.split_batch`).
+        accumulate: gradient-accumulation steps per optimiser step, in each process: fits
+            a batch that does not fit in memory at once.
         checkpointing: activation checkpointing where the model supports it.
         val_threshold: probability above which a voxel counts in validation Dice.
         cache_dtype: ``float16`` halves the cache (53 GB for BraTS 2021) at about 1e-3
@@ -173,6 +201,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"{m.key}.regions must be from {', '.join(regions)}, got {', '.join(bad)}"
                 )
+            _check_member_channels(m, self.channels, self.task)
         _check_recommended(self)
 
     @property
@@ -189,6 +218,16 @@ class TrainConfig:
         """The members' input channels, in :data:`MODALITIES` order: the task's
         modalities, required and optional (t1c alone for MEN-RT), else all four."""
         return MODALITIES if self.task is None else get_task(self.task).channels
+
+    def member_channels(self, member: MemberConfig) -> tuple[str, ...]:
+        """The modalities ``member`` sees, in its input order: its ``channels``, else all
+        of :attr:`channels`."""
+        return self.channels if member.channels is None else member.channels
+
+    def channel_index(self, member: MemberConfig) -> list[int]:
+        """Where :meth:`member_channels` lie on the channel axis of the run's cached
+        images (:attr:`channels` order): what the trainer feeds the member."""
+        return [self.channels.index(c) for c in self.member_channels(member)]
 
     @property
     def optional_channels(self) -> tuple[str, ...]:
@@ -222,27 +261,32 @@ class TrainConfig:
           :data:`NATIVE_TRAINING_SPACING` unless the recipe sets ``preprocessing.spacing``:
           the cache resamples every case to it, and the bundle's manifest tells the
           runtime to resample inputs the same way;
-        * ``in_channels`` is the task's modality count and ``out_channels`` the member's
-          region count; per-region thresholds follow the regions (a new region takes
-          0.5) and a task without ET has no ET minimum volume.
+        * a member with its own ``channels`` (003's single-modality networks) is dropped
+          when the task lacks one of them (MEN-RT keeps only the t1c member) or has them
+          only as optional modalities (MET's t2w member could not predict the cases
+          without t2w);
+        * ``in_channels`` is the member's channel count (the task's modality count for a
+          member of all channels) and ``out_channels`` the member's region count;
+          per-region thresholds follow the regions (a new region takes 0.5) and a task
+          without ET has no ET minimum volume.
 
         Raises:
             TaskError: an unknown task.
-            ConfigError: a recipe already retargeted to another task.
+            ConfigError: a recipe already retargeted to another task, or none of whose
+                members can read the task's modalities.
         """
         task = get_task(name)
         if self.task is not None and self.task != task.name:
             raise ConfigError(f"recipe {self.name!r} is already for task {self.task}")
         if self.task == task.name:
             return self
-        channels = len(task.channels)
-        members = _retarget_members(self.members, task)
+        members = _retarget_members(_members_for_channels(self, task), task)
         members = tuple(
             dataclasses.replace(
                 m,
                 arch_params={
                     **m.arch_params,
-                    "in_channels": channels,
+                    "in_channels": len(m.channels or task.channels),
                     **({"out_channels": len(m.regions)} if "out_channels" in m.arch_params else {}),
                 },
             )
@@ -271,6 +315,46 @@ class TrainConfig:
         if not kept:
             raise ConfigError(f"no member of recipe {self.name!r} predicts {regions}")
         return dataclasses.replace(self, members=kept)
+
+
+def _check_member_channels(
+    member: MemberConfig, channels: tuple[str, ...], task: str | None
+) -> None:
+    """A member's own channels are some of the run's, and its stated ``in_channels`` is
+    their count."""
+    if member.channels is None:
+        return
+    bad = [c for c in member.channels if c not in channels]
+    if bad:
+        raise ConfigError(
+            f"{member.key}.channels: {', '.join(bad)} is not a channel of the run "
+            f"({', '.join(channels)}, task {task or 'gli-2021'}): choose from those"
+        )
+    stated = member.arch_params.get("in_channels")
+    if stated is not None and stated != len(member.channels):
+        raise ConfigError(
+            f"{member.key}.arch_params.in_channels is {stated} but the member sees "
+            f"{len(member.channels)} channel(s) ({', '.join(member.channels)}): set "
+            f"in_channels: {len(member.channels)} or leave it out"
+        )
+
+
+def _members_for_channels(config: TrainConfig, task: Task) -> tuple[MemberConfig, ...]:
+    """The members that can read the task's cases (see :meth:`TrainConfig.for_task`)."""
+
+    def readable(member: MemberConfig) -> bool:
+        if member.channels is None:
+            return True
+        present = all(c in task.channels for c in member.channels)
+        return present and not all(c in task.optional for c in member.channels)
+
+    kept = tuple(m for m in config.members if readable(m))
+    if not any(m.stage == "segmentation" for m in kept):
+        raise ConfigError(
+            f"no member of recipe {config.name!r} reads task {task.name}'s modalities "
+            f"({', '.join(task.channels)}): give a member channels the task has"
+        )
+    return kept
 
 
 def _retarget_members(members: tuple[MemberConfig, ...], task: Task) -> tuple[MemberConfig, ...]:
@@ -370,6 +454,9 @@ def member_from_dict(raw: dict[str, Any]) -> MemberConfig:
     raw = dict(raw)
     raw["regions"] = tuple(r.upper() for r in raw["regions"])
     raw["crop"] = tuple(raw.get("crop", (128, 128, 128)))
+    if raw.get("channels") is not None:
+        channels = raw["channels"]
+        raw["channels"] = (channels,) if isinstance(channels, str) else tuple(channels)
     raw["optimizer"] = _build(OptimConfig, raw.get("optimizer", {}))
     return _build(MemberConfig, raw)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from submission.predict.tumour_window import extract_window
+from submission.predict.tumour_window import centred_start, extract_window
 from train.augment import (
     AugmentConfig,
     augment,
@@ -34,8 +34,10 @@ class PatchDataset(Dataset):
 
     Items are ``(image, target)``: float32 (C, d, h, w) and (R, d, h, w), R the member's
     regions in its order; with ``views=2`` (004 §3.1) both gain a leading axis of 2, the
-    two independently augmented copies. ``optional`` are the channels modality dropout
-    may zero (the task's optional modalities, :func:`train.augment.drop_modality`).
+    two independently augmented copies. ``channels`` selects, in order, the cached
+    channels the member sees (:meth:`train.config.TrainConfig.channel_index`; None: all);
+    ``optional`` are positions in that selection that modality dropout may zero (the
+    task's optional modalities, :func:`train.augment.drop_modality`).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class PatchDataset(Dataset):
         seed: int,
         views: int = 1,
         optional: tuple[int, ...] = (),
+        channels: list[int] | None = None,
     ) -> None:
         self.cases = cases
         self.member = member
@@ -53,6 +56,7 @@ class PatchDataset(Dataset):
         self.seed = seed
         self.views = views
         self.optional = optional
+        self.channels = channels
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -71,9 +75,13 @@ class PatchDataset(Dataset):
         if self.member.sampling == "tumour":
             outer = 1 << case.scheme.region_names.index(case.scheme.outermost)
             start = tumour_crop_start(packed & outer, crop, self.member.jitter, rng)
+        elif self.member.sampling == "centre":
+            start = centred_start(np.asarray(image.shape[1:]), np.asarray(crop))
         else:
             start = random_crop_start(image.shape[1:], crop, rng)
-        image = extract_window(image, start, crop).astype(np.float32)
+        if self.channels is not None:
+            image = image[self.channels]
+        image = extract_window(image, tuple(int(s) for s in start), crop).astype(np.float32)
         # Unpack the patch only.
         regions = unpack_regions(extract_window(packed, start, crop), len(case.scheme.regions))
         if self.views == 2:

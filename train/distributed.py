@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from train.config import ConfigError
+
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -93,6 +95,32 @@ def setup(device: str, amp: str) -> Env:
     if rank == 0:
         log.info("distributed training: %d processes, backend %s", world, dist.get_backend())
     return Env(dev, rank, world, resolve_amp(amp, dev))
+
+
+def split_batch(batch_size: int, world_size: int, accumulate: int = 1) -> int:
+    """Per-process micro-batch of a global batch: ``batch_size`` samples per optimiser step,
+    shared by ``world_size`` processes, each accumulating ``accumulate`` micro-batches.
+
+    The recipe's ``batch_size`` is the papers' batch, the one their learning rate goes
+    with (002 §3.1: "a batch size of 4" on 4 GPUs), so it must not grow with the number
+    of processes: 4 on 4 processes is 1 each; 4 on 1 process with ``accumulate: 4`` is 1
+    at a time, 4 per step.
+
+    Raises:
+        ConfigError: ``world_size x accumulate`` does not divide ``batch_size``; the
+            message names the products that do.
+    """
+    share, rest = divmod(batch_size, world_size * accumulate)
+    if share < 1 or rest:
+        divisors = [str(d) for d in range(1, batch_size + 1) if batch_size % d == 0]
+        raise ConfigError(
+            f"batch_size {batch_size} is the global batch per optimiser step; "
+            f"{world_size} process(es) x accumulate {accumulate} does not divide it. Use "
+            f"processes x accumulate = {', '.join(divisors)}, or a --batch-size that is a "
+            f"multiple of {world_size * accumulate} (the recipe's learning rate goes with "
+            "its batch)"
+        )
+    return share
 
 
 def broadcast(value, env: Env):

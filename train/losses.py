@@ -138,9 +138,13 @@ def barlow_twins(
     """Barlow Twins redundancy-reduction loss, paper 004 section 3.1 eqs. 1-3.
 
     Zbontar et al. 2021. Rows b are the pooled spatial regions of one image (the "batch" of
-    eq. 2) and columns the K projection dimensions. Each dimension is mean-centred along b,
-    as Barlow Twins specifies, then ``C_ij = sum_b a_bi b_bj / (|a_i| |b_j|)`` with ``eps``
-    inside the square roots, and ``L = sum_i (1 - C_ii)^2 + lambd sum_{i != j} C_ij^2``.
+    eq. 2) and columns the K projection dimensions. Eq. 2 of paper 004 correlates the raw
+    projections, ``C_ij = sum_b z_bi^A z_bj^B / (sqrt(sum_b (z_bi^A)^2) sqrt(...))``, with
+    no centring; here each dimension is first mean-centred along b, as Barlow Twins does
+    (its batch normalisation of the embeddings, the paper's reference 16), which makes C
+    the Pearson correlation its values "between -1 and 1" describe. Then
+    ``C_ij = sum_b a_bi b_bj / (|a_i| |b_j|)`` with ``eps`` inside the square roots, and
+    ``L = sum_i (1 - C_ii)^2 + lambd sum_{i != j} C_ij^2`` (eq. 3).
 
     Args:
         z_a: (B, K) projections of view A, or (N, B, K) for N independent pairs.

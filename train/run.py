@@ -25,7 +25,7 @@ from pathlib import Path
 
 from train.cache import build_cache, training_cases
 from train.config import TrainConfig, save_config
-from train.distributed import Env, barrier, setup, teardown
+from train.distributed import Env, barrier, setup, split_batch, teardown
 from train.splits import fold_cases, load_or_create_splits
 from train.trainer import FoldJob, train_fold
 
@@ -52,6 +52,12 @@ def train_run(request: RunRequest) -> dict:
     env = setup(request.device, request.config.amp)
     try:
         config = _run_config(request, env)
+        micro = split_batch(config.batch_size, env.world_size, config.accumulate)
+        if env.is_main:
+            log.info(
+                "batch %d per optimiser step: %d process(es) x %d accumulation step(s) x %d",
+                config.batch_size, env.world_size, config.accumulate, micro,
+            )  # fmt: skip
         optional = config.optional_channels
         required = tuple(c for c in config.channels if c not in optional)
         cases = training_cases(request.data, required)

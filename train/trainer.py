@@ -26,11 +26,11 @@ from tqdm import tqdm
 from train.cache import CachedCase
 from train.config import MemberConfig, OptimConfig, TrainConfig
 from train.data import PatchDataset
-from train.distributed import Env, barrier, broadcast
+from train.distributed import Env, barrier, broadcast, split_batch
 from train.logs import EpochLog
 from train.losses import barlow_twins, get_loss
-from train.models import build_model
-from train.validation import autocast, validate
+from train.models import build_model, from_scratch_warning
+from train.validation import Validation, autocast, validate
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -71,6 +71,8 @@ def build_member_model(member: MemberConfig, checkpointing: bool = False) -> tor
     """The member's network, with activation checkpointing when asked and supported."""
     params = dict(member.arch_params)
     params.setdefault("out_channels", len(member.regions))
+    if member.channels is not None:
+        params.setdefault("in_channels", len(member.channels))
     if checkpointing:
         params["checkpoint"] = True
     model = build_model(member.arch, **params)
@@ -84,7 +86,11 @@ def make_optimizer(params, cfg: OptimConfig, epochs: int):
     optimizer = cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.factor, patience=cfg.patience, cooldown=cfg.cooldown
+            optimizer,
+            mode="min" if cfg.monitor == "loss" else "max",
+            factor=cfg.factor,
+            patience=cfg.patience,
+            cooldown=cfg.cooldown,
         )
     elif cfg.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -98,6 +104,9 @@ def train_fold(job: FoldJob, env: Env) -> dict:
     cfg, member = job.config, job.member
     job.out_dir.mkdir(parents=True, exist_ok=True)
     model = build_member_model(member, cfg.checkpointing).to(env.device)
+    scratch = from_scratch_warning(member.arch, member.arch_params)
+    if scratch is not None:
+        log.warning("%s fold %d: %s", member.key, job.fold, scratch)
     optimizer, scheduler = make_optimizer(model.parameters(), member.optimizer, cfg.epochs)
     scaler = torch.amp.GradScaler(enabled=env.amp_dtype == torch.float16)
     state = {"epoch": 0, "best": {"epoch": 0, "mean": -1.0, "dice": {}}}
@@ -115,20 +124,31 @@ def train_fold(job: FoldJob, env: Env) -> dict:
         cfg.augment,
         seed=cfg.seed + job.fold,
         views=2 if member.redundancy > 0 else 1,
-        optional=tuple(cfg.channels.index(m) for m in cfg.optional_channels),
+        optional=tuple(
+            i for i, c in enumerate(cfg.member_channels(member)) if c in cfg.optional_channels
+        ),
+        channels=cfg.channel_index(member),
     )
     logger = EpochLog(job.out_dir) if env.is_main else None
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         stats = run_epoch(step, dataset, optimizer, scaler, job, env, epoch)
-        dice = (
-            validate(model, job.val_cases, member, env.device, env.amp_dtype, cfg.val_threshold)
+        checked = (
+            validate(
+                model,
+                job.val_cases,
+                member,
+                env.device,
+                env.amp_dtype,
+                cfg.val_threshold,
+                channels=cfg.channel_index(member),
+            )
             if env.is_main
             else None
         )
-        dice = broadcast(dice, env)
-        mean = float(np.mean(list(dice.values())))
+        checked = broadcast(checked, env)
+        dice, mean = checked.dice, checked.mean_dice
         lr = optimizer.param_groups[0]["lr"]
-        _step_schedule(scheduler, mean)
+        _step_schedule(scheduler, checked, member.optimizer.monitor)
         if mean > state["best"]["mean"]:
             state["best"] = {"epoch": epoch, "mean": mean, "dice": dice}
             if env.is_main:
@@ -141,6 +161,7 @@ def train_fold(job: FoldJob, env: Env) -> dict:
                 **stats,
                 **{f"dice_{r}": d for r, d in dice.items()},
                 "dice_mean": mean,
+                "val_loss": checked.loss,
                 "lr": lr,
             }
             logger.write(row)
@@ -224,7 +245,7 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, env: Env, epoch: int) -> Da
         sampler = RandomSampler(dataset, generator=generator)
     return DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
+        batch_size=split_batch(cfg.batch_size, env.world_size, cfg.accumulate),
         sampler=sampler,
         num_workers=cfg.num_workers,
         pin_memory=env.device.type == "cuda",
@@ -232,11 +253,15 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, env: Env, epoch: int) -> Da
     )
 
 
-def _step_schedule(scheduler, mean_dice: float) -> None:
+def _step_schedule(scheduler, checked: Validation, monitor: str) -> None:
+    """One epoch's schedule step; a plateau schedule watches ``monitor``'s value (a
+    non-finite value counts as no improvement)."""
     if scheduler is None:
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        scheduler.step(mean_dice if math.isfinite(mean_dice) else 0.0)
+        value = checked.loss if monitor == "loss" else checked.mean_dice
+        worst = math.inf if monitor == "loss" else 0.0
+        scheduler.step(value if math.isfinite(value) else worst)
     else:
         scheduler.step()
 

@@ -19,7 +19,7 @@ from submission.cli.types import (
     runtime_options,
 )
 from submission.exit_codes import EXIT_FAILED, EXIT_OK, BadValueError, exit_on_error
-from submission.predict.options import ENSEMBLE_METHODS, ET_REPLACEMENTS
+from submission.predict.options import CONFIDENCE_EMPTY, ENSEMBLE_METHODS, ET_REPLACEMENTS
 
 __all__ = ["bundle_command", "predict"]
 
@@ -55,8 +55,20 @@ def bundle_command(
 @click.option("--bundle", required=True, type=any_path, help="Model bundle folder.")
 @click.option("--ensemble", type=click.Choice(ENSEMBLE_METHODS), help="[bundle's choice]")
 @click.option("--top-k", type=click.IntRange(1), help="Members averaged by confidence [N/2].")
+@click.option(
+    "--confidence-empty",
+    type=click.Choice(CONFIDENCE_EMPTY),
+    help="Confidence of a member that segments nothing: zero (ranked last), exclude (left "
+    "out unless all are empty) or background (mean 1-p, ranked first) [bundle's, zero].",
+)
 @click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
-@click.option("--et-replace", type=click.Choice(ET_REPLACEMENTS), help="What small ET becomes.")
+@click.option(
+    "--et-replace",
+    type=click.Choice(ET_REPLACEMENTS),
+    help="What ET below --et-threshold becomes: necrosis (TC), background (out of TC and "
+    "WT), or empty (paper 002 2.6: ET emptied before nesting, TC and WT as their models "
+    "predicted) [bundle's, necrosis].",
+)
 @click.option("--threshold", type=THRESHOLD, help="Probability, or WT=P,TC=P,ET=P [bundle's, 0.5].")
 @click.option(
     "--task", type=TASK_NAME_CHOICE, help="Write the labels of this task [bundle's scheme]."

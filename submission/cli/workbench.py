@@ -17,6 +17,7 @@ from submission.exit_codes import (
     UnusableError,
     exit_on_error,
 )
+from submission.predict.options import CONFIDENCE_EMPTY, ET_REPLACEMENTS
 from submission.tasks import TaskError, get_task
 from submission.workbench.rehearse_checks import DEFAULT_TEST_CASES, RULES
 
@@ -296,6 +297,19 @@ def rehearse(
 @click.option("--splits", "splits_path", type=file_path, help="A splits.json instead of --run.")
 @click.option("--et-thresholds", help="ET minimum volumes to try [0,50,100,...,1000].")
 @click.option("--probability-thresholds", help="Region thresholds to try [0.3,0.4,0.5].")
+@click.option(
+    "--confidence-empty",
+    "confidence_rules",
+    help="Confidence rules for members that segment nothing to try, of "
+    f"{','.join(CONFIDENCE_EMPTY)} [all].",
+)
+@click.option(
+    "--et-replace",
+    type=click.Choice(ET_REPLACEMENTS),
+    help="What ET below the ET threshold becomes while scoring, stored with the winner: "
+    "necrosis (TC), background (out of TC and WT) or empty (paper 002 2.6: ET emptied "
+    "before nesting, TC and WT as their models predicted) [bundle's].",
+)
 @click.option("--json", "json_path", type=file_path)
 @click.option("--dry-run", is_flag=True, help="Print the scores; leave the bundle unchanged.")
 @runtime_options(precision=False)
@@ -307,19 +321,22 @@ def tune(
     splits_path: Path | None,
     et_thresholds: str | None,
     probability_thresholds: str | None,
+    confidence_rules: str | None,
+    et_replace: str | None,
     json_path: Path | None,
     dry_run: bool,
     backend: str,
     device: str,
     threads: int | None,
 ) -> None:
-    """Choose BUNDLE's ensemble, top-k, ET and region thresholds on labelled cases.
+    """Choose BUNDLE's ensemble, top-k, confidence rule, ET and region thresholds on
+    labelled cases.
 
     With --run (or --splits) the cases are the run's training cases, each predicted only
     by the members of the fold that held it out; without, --data must be cases no member
     trained on.
     """
-    from submission.predict.engine import Engine, RuntimeOptions
+    from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
     from submission.workbench.tuning import (
         ET_THRESHOLDS,
         PROBABILITY_THRESHOLDS,
@@ -336,13 +353,22 @@ def tune(
     probabilities = _numbers(
         probability_thresholds, float, PROBABILITY_THRESHOLDS, "--probability-thresholds"
     )
+    rules = _numbers(confidence_rules, str.strip, CONFIDENCE_EMPTY, "--confidence-empty")
+    unknown = [r for r in rules if r not in CONFIDENCE_EMPTY]
+    if unknown or not rules:
+        raise click.BadParameter(
+            f"comma-separated rules of {', '.join(CONFIDENCE_EMPTY)}, got {confidence_rules!r}",
+            param_hint="--confidence-empty",
+        )
     splits = None if splits_path is None else read_splits(splits_path)
-    engine = Engine(bundle_dir, runtime=RuntimeOptions(backend, device, "fp32", threads))
-    result = score_candidates(engine, data_dir, splits, et_values, probabilities)
+    options = PredictOptions(et_replace=et_replace)
+    engine = Engine(bundle_dir, options, RuntimeOptions(backend, device, "fp32", threads))
+    result = score_candidates(engine, data_dir, splits, et_values, probabilities, rules)
     click.echo(result.report())
     if json_path is not None:
         result.to_json(json_path)
-    if result.best == result.current:
+    same_rule = result.et_replace == engine.manifest.recommended.et_replace
+    if result.best == result.current and same_rule:
         click.echo("the bundle's defaults are already the best: unchanged")
     elif dry_run:
         click.echo("--dry-run: bundle unchanged")

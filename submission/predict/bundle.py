@@ -15,6 +15,7 @@ The manifest says everything the runtime needs and nothing it must guess::
       "localization": null | {"window": [128, 128, 128]},   # paper 002, section 2.3
       "members": [
         {"key": "seg", "fold": 0, "stage": "segmentation", "regions": ["WT", "TC", "ET"],
+         "channels": ["t2f"] | absent,           # the member's own inputs; absent: all
          "architecture": {"name": "resunet", "params": {...}} | null,
          "size_rule": {"divisors": [16, 16, 16], "fixed": [null, null, null]},
          "patch": [80, 96, 64] | null,           # sliding-window patch (the training crop)
@@ -27,7 +28,9 @@ The manifest says everything the runtime needs and nothing it must guess::
                    "onnx-fp16": {...}, "torchscript": {...}}}
       ],
       "recommended": {"ensemble": "mean", "top_k": null, "et_threshold": 0,
-                      "et_replace": "necrosis", "threshold": 0.5, "overlap": 0.5}
+                      "et_replace": "necrosis" | "background" | "empty",
+                      "threshold": 0.5, "overlap": 0.5,
+                      "confidence_empty": "zero" | "exclude" | "background"}
     }
 
 A *member* (:mod:`submission.predict.members`) is one trained network; its ``files`` are
@@ -89,6 +92,9 @@ class Recommended:
 
     ``threshold`` is one probability for every region or one per region
     (``{"WT": 0.35, "TC": 0.5, "ET": 0.5}``, what ``bratskit tune`` may choose).
+    ``confidence_empty`` is the confidence ensemble's score of a member that segments
+    nothing (:mod:`submission.predict.ensemble`); ``et_replace`` what ET emptied by the ET
+    minimum volume becomes (:mod:`submission.predict.postprocess`).
     """
 
     ensemble: str = "mean"
@@ -97,6 +103,7 @@ class Recommended:
     et_replace: str = "necrosis"
     threshold: float | dict[str, float] = 0.5
     overlap: float = 0.5
+    confidence_empty: str = "zero"
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,14 @@ def _check_manifest(manifest: Manifest) -> None:
             )
         if m.stage == "localization" and tuple(m.regions) != (scheme.outermost,):
             raise BundleError(f"localization member {m.name} must predict {scheme.outermost} only")
+        own = m.channels
+        if own is not None and (
+            not own or len(set(own)) != len(own) or set(own) - set(manifest.channels)
+        ):
+            raise BundleError(
+                f"member {m.name}: channels must be distinct channels of the bundle "
+                f"{list(manifest.channels)}, got {list(own)}"
+            )
     names = [m.name for m in manifest.members]
     if len(set(names)) != len(names):
         raise BundleError(f"member key/fold pairs must be unique, got {names}")
@@ -442,7 +457,8 @@ def describe(manifest: Manifest, bundle_dir: Path | None = None) -> str:
         + "".join(f", {m} may be missing ({f})" for m, f in manifest.missing_modalities.items()),
         f"  preprocessing     {manifest.preprocessing.to_dict()}",
         f"  localisation      {loc}",
-        f"  recommended       ensemble {rec.ensemble}, top-k {rec.top_k or 'N/2'}, "
+        f"  recommended       ensemble {rec.ensemble}, top-k {rec.top_k or 'N/2'} "
+        f"(empty members: {rec.confidence_empty}), "
         f"ET threshold {rec.et_threshold} ({rec.et_replace}), threshold {rec.threshold}, "
         f"overlap {rec.overlap}",
         f"  members           {len(manifest.members)}",
@@ -452,6 +468,7 @@ def describe(manifest: Manifest, bundle_dir: Path | None = None) -> str:
         lines.append(
             f"    {m.name:<20} {m.stage:<12} {','.join(m.regions):<9} {arch:<10} "
             f"{m.outputs:<13} divisors {'x'.join(map(str, m.size_rule.divisors))}"
+            + ("" if m.channels is None else f"  channels {','.join(m.channels)}")
         )
         for fmt, f in m.files.items():
             parity = (

@@ -317,12 +317,23 @@ class Engine:
         """The options' ensemble of :meth:`member_probabilities`: bool region masks
         (R, d, h, w) in the region order of the options' label scheme."""
         method, top_k = self.options.ensemble, self.options.top_k
-        return region_masks(probs, self.scheme.region_names, method, self.thresholds, top_k)
+        return region_masks(
+            probs,
+            self.scheme.region_names,
+            method,
+            self.thresholds,
+            top_k,
+            confidence_empty=self.options.confidence_empty,
+        )
 
     # -- one member, with its fallbacks ------------------------------------------------
 
     def _predict(self, slot: _Slot, image: np.ndarray, warnings: list[str]) -> np.ndarray:
-        """float32 probabilities (R_member, d, h, w) of one member, TTA included."""
+        """float32 probabilities (R_member, d, h, w) of one member, TTA included; a member
+        with its own ``channels`` (paper 003's single-modality networks) gets only those
+        channels of ``image`` (the bundle's channel order), in its order."""
+        if slot.member.channels is not None:
+            image = image[[self.manifest.channels.index(c) for c in slot.member.channels]]
         for plan, model, patch in self._plans(slot, image.shape[1:]):
             try:
                 return self._run(slot.member, model, patch, image)

@@ -7,11 +7,32 @@ region's threshold, in every method, so the three agree on what "segments" means
                     members' probabilities, then threshold.
     ``vote``        classification voting ensemble (paper 002, section 2.5): binarise each
                     member, keep voxels where more than N/2 members agree.
-    ``confidence``  confidence-based top-k (paper 004, section 3.2): per region, a member's
-                    confidence is its mean probability over the voxels it segments (0 when
-                    it segments nothing); the k most confident members are averaged with
-                    equal weights, then thresholded. k = ceil(N/2) by default ("top N/2").
-                    Ties are broken by member order: the earlier member wins.
+    ``confidence``  confidence-based top-k (paper 004, section 3.2): "we could use the
+                    subset of the probability maps with the top confidence for ensembling
+                    [...] using the top N/2 probabilities (with equal weights) generally
+                    gives the best performance", the confidence being "the average
+                    probability value of the segmented region". Per region, a member's
+                    confidence is its mean probability over the voxels it segments; the k
+                    most confident members are averaged with equal weights, then
+                    thresholded. k = ceil(N/2) by default ("top N/2"). Ties are broken by
+                    member order: the earlier member wins.
+
+The paper does not say what the confidence of a member that segments nothing is (its
+segmented region has no average). ``confidence_empty`` chooses:
+
+    ``zero``        (default) its confidence is 0. A member that segments something scores
+                    above the threshold (each voxel it segments does), so empty members
+                    rank last and fill the top-k only when fewer than k members segment.
+                    On a case without ET this picks the members with false-positive ET.
+    ``exclude``     empty members take no part unless every member is empty: the average
+                    is over the top-k members that segment something, so fewer than k when
+                    fewer than k segment (one member that segments decides alone); when all
+                    are empty, over the first k (all at or below the threshold).
+    ``background``  its confidence is its mean background confidence: the mean of 1 - p
+                    over the voxels it does not segment, i.e. all of them, 1 - mean(p). On
+                    a whole volume that is close to 1, so in practice empty members rank
+                    first (the one furthest from segmenting first) and the region is
+                    empty when at least k members see nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +42,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from submission.predict.options import check_ensemble, check_thresholds, check_top_k
+from submission.predict.options import (
+    check_confidence_empty,
+    check_ensemble,
+    check_thresholds,
+    check_top_k,
+)
 
 
 def _thresholds(threshold: float | Sequence[float], regions: int) -> np.ndarray:
@@ -39,15 +65,21 @@ def _check(probs_nrdhw: np.ndarray) -> None:
 
 
 def confidence_scores(
-    probs_nrdhw: np.ndarray, threshold: float | Sequence[float] = 0.5
+    probs_nrdhw: np.ndarray, threshold: float | Sequence[float] = 0.5, empty: str = "zero"
 ) -> np.ndarray:
     """Paper 004 (3.2) confidence of each member for each region.
 
+    Args:
+        empty: the score of a member that segments nothing in a region (module docstring):
+            ``zero`` 0, ``exclude`` -inf (ranked below every other member), ``background``
+            the mean of 1 - p over its voxels.
+
     Returns:
         float64 (N, R): mean probability over the voxels the member segments
-        (probability > threshold), 0 where it segments none.
+        (probability > threshold); ``empty``'s score where it segments none.
     """
     _check(probs_nrdhw)
+    check_confidence_empty(empty)
     thr = _thresholds(threshold, probs_nrdhw.shape[1])
     n, r = probs_nrdhw.shape[:2]
     scores = np.zeros((n, r))
@@ -55,7 +87,13 @@ def confidence_scores(
         segmented = probs_nrdhw[i] > thr
         counts = segmented.reshape(r, -1).sum(axis=1)
         sums = np.where(segmented, probs_nrdhw[i], 0).reshape(r, -1).sum(axis=1, dtype=np.float64)
-        scores[i] = np.divide(sums, counts, out=np.zeros(r), where=counts > 0)
+        if empty == "zero":
+            fill = np.zeros(r)
+        elif empty == "exclude":
+            fill = np.full(r, -np.inf)
+        else:  # background: nothing segmented, so every voxel is the member's background
+            fill = 1.0 - probs_nrdhw[i].reshape(r, -1).mean(axis=1, dtype=np.float64)
+        scores[i] = np.divide(sums, counts, out=fill, where=counts > 0)
     return scores
 
 
@@ -65,11 +103,25 @@ def top_k_members(scores_nr: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores_nr, axis=0, kind="stable")[:k].T
 
 
+def confidence_members(scores_nr: np.ndarray, k: int, empty: str = "zero") -> list[np.ndarray]:
+    """Per region, the indices of the members the confidence ensemble averages: the top k
+    of :func:`top_k_members`, less, for ``exclude``, the empty members (-inf) among them
+    unless all of them are empty."""
+    chosen = []
+    for ri, top in enumerate(top_k_members(scores_nr, k)):
+        if empty == "exclude":
+            segmenting = top[np.isfinite(scores_nr[top, ri])]
+            top = segmenting if segmenting.size else top
+        chosen.append(top)
+    return chosen
+
+
 def ensemble_probabilities(
     probs_nrdhw: np.ndarray,
     method: str = "mean",
     threshold: float | Sequence[float] = 0.5,
     top_k: int | None = None,
+    confidence_empty: str = "zero",
 ) -> np.ndarray:
     """Combine members into one score per voxel and region, before thresholding.
 
@@ -79,6 +131,7 @@ def ensemble_probabilities(
     """
     _check(probs_nrdhw)
     check_ensemble(method)
+    check_confidence_empty(confidence_empty)
     n, r = probs_nrdhw.shape[:2]
     if method == "mean":
         return probs_nrdhw.mean(axis=0, dtype=np.float32)
@@ -90,7 +143,8 @@ def ensemble_probabilities(
         return votes.astype(np.float32) / n
     k = math.ceil(n / 2) if top_k is None else int(top_k)  # confidence
     check_top_k(k, n)
-    chosen = top_k_members(confidence_scores(probs_nrdhw, threshold), k)
+    scores = confidence_scores(probs_nrdhw, threshold, confidence_empty)
+    chosen = confidence_members(scores, k, confidence_empty)
     return np.stack([probs_nrdhw[chosen[ri], ri].mean(axis=0, dtype=np.float32) for ri in range(r)])
 
 
@@ -99,6 +153,7 @@ def ensemble(
     method: str = "mean",
     threshold: float | Sequence[float] = 0.5,
     top_k: int | None = None,
+    confidence_empty: str = "zero",
 ) -> np.ndarray:
     """Region masks of a fold ensemble.
 
@@ -107,11 +162,13 @@ def ensemble(
         method: ``mean``, ``vote`` or ``confidence`` (see the module docstring).
         threshold: one threshold, or one per region (R values).
         top_k: members averaged by ``confidence``; default ceil(N/2).
+        confidence_empty: ``confidence``'s score of a member that segments nothing,
+            ``zero``, ``exclude`` or ``background`` (module docstring).
 
     Returns:
         bool (R, D, H, W).
     """
-    combined = ensemble_probabilities(probs_nrdhw, method, threshold, top_k)
+    combined = ensemble_probabilities(probs_nrdhw, method, threshold, top_k, confidence_empty)
     if method == "vote":
         # Strict majority: more than N/2 members, so an even split is rejected.
         return combined > 0.5
@@ -125,6 +182,7 @@ def region_masks(
     thresholds: Mapping[str, float],
     top_k: int | None = None,
     cache: dict[tuple, np.ndarray] | None = None,
+    confidence_empty: str = "zero",
 ) -> np.ndarray:
     """The ensemble's region masks from each member's probabilities per region: what the
     engine segments with and what ``bratskit tune`` scores.
@@ -133,12 +191,12 @@ def region_masks(
         probs: region -> float (d, h, w) probabilities of each member that predicts it.
         region_names: the label scheme's regions, the output order; a region no member
             predicts (the resection cavity) stays empty.
-        method, top_k: as for :func:`ensemble`.
+        method, top_k, confidence_empty: as for :func:`ensemble`.
         thresholds: region -> probability threshold
             (:func:`submission.predict.options.region_thresholds`).
         cache: kept across calls on the same ``probs``, it reuses each region's mask for
-            the same method, top-k and threshold (tune scores every combination of
-            per-region thresholds on one case).
+            the same method, top-k, confidence rule and threshold (tune scores every
+            combination of per-region thresholds on one case).
 
     Returns:
         bool (R, d, h, w) in ``region_names`` order.
@@ -148,11 +206,12 @@ def region_masks(
     for i, region in enumerate(region_names):
         if region not in probs:
             continue
-        key = (method, top_k, region, thresholds[region])
+        rule = confidence_empty if method == "confidence" else None  # mean, vote: no rule
+        key = (method, top_k, rule, region, thresholds[region])
         mask = None if cache is None else cache.get(key)
         if mask is None:
             stacked = np.stack(probs[region])[:, None]
-            mask = ensemble(stacked, method, thresholds[region], top_k)[0]
+            mask = ensemble(stacked, method, thresholds[region], top_k, confidence_empty)[0]
             if cache is not None:
                 cache[key] = mask
         out[i] = mask

@@ -107,11 +107,13 @@ def _preprocessing(raw: Any) -> None:
 
 
 def _member(raw: Any, where: str) -> None:
-    optional = ("stage", "architecture", "size_rule", "patch", "outputs")
+    optional = ("stage", "architecture", "size_rule", "patch", "outputs", "channels")
     _keys(raw, where, ("key", "fold", "regions", "files"), optional)
     _string(raw["key"], f"{where}.key", empty=False)
     _integer(raw["fold"], f"{where}.fold", 0, None)
     _list(raw["regions"], f"{where}.regions", _string)
+    if raw.get("channels") is not None:  # the member's own input channels
+        _list(raw["channels"], f"{where}.channels", _string)
     for name in ("stage", "outputs"):
         if name in raw:
             _string(raw[name], f"{where}.{name}")
@@ -153,11 +155,22 @@ def _file(raw: Any, where: str) -> None:
 
 
 def _recommended(raw: Any) -> None:
-    """Types only: the ranges are the ``predict`` options' own checks (the manifest's
-    parser applies them, naming the key)."""
-    names = ("ensemble", "top_k", "et_threshold", "et_replace", "threshold", "overlap")
+    """Types only: the ranges and choices are the ``predict`` options' own checks (the
+    manifest's parser applies them, naming the key): ``et_replace`` is ``necrosis``,
+    ``background`` or ``empty`` (:data:`~submission.predict.options.ET_REPLACEMENTS`),
+    ``confidence_empty`` is ``zero``, ``exclude`` or ``background``
+    (:data:`~submission.predict.options.CONFIDENCE_EMPTY`)."""
+    names = (
+        "ensemble",
+        "top_k",
+        "et_threshold",
+        "et_replace",
+        "threshold",
+        "overlap",
+        "confidence_empty",
+    )
     _keys(raw, "recommended", (), names)
-    for name in ("ensemble", "et_replace"):
+    for name in ("ensemble", "et_replace", "confidence_empty"):
         if name in raw:
             _string(raw[name], f"recommended.{name}")
     if raw.get("top_k") is not None:

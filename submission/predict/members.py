@@ -63,7 +63,12 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class Member:
-    """One trained network of the ensemble (see the module docstring)."""
+    """One trained network of the ensemble (see the module docstring).
+
+    ``channels`` are the bundle channels this member's files take, in their input order
+    (paper 003's single-modality networks: ``("t2f",)``); None, and absent from the
+    manifest, means all of the manifest's ``channels``.
+    """
 
     key: str
     fold: int
@@ -74,6 +79,7 @@ class Member:
     size_rule: SizeRule = field(default_factory=SizeRule)
     patch: tuple[int, int, int] | None = None
     outputs: str = "probabilities"
+    channels: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -81,12 +87,15 @@ class Member:
         return f"{self.key}/fold{self.fold}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, as the manifest lists it."""
+        """Plain data, as the manifest lists it (``channels`` only when the member has
+        its own)."""
+        own = {} if self.channels is None else {"channels": list(self.channels)}
         return {
             "key": self.key,
             "fold": self.fold,
             "stage": self.stage,
             "regions": list(self.regions),
+            **own,
             "architecture": self.architecture,
             "size_rule": {
                 "divisors": list(self.size_rule.divisors),
@@ -118,4 +127,5 @@ def member_from_dict(raw: dict[str, Any]) -> Member:
         patch=None if raw.get("patch") is None else tuple(int(p) for p in raw["patch"]),
         outputs=str(raw.get("outputs", "probabilities")),
         files={fmt: ModelFile(**f) for fmt, f in raw["files"].items()},
+        channels=None if raw.get("channels") is None else tuple(raw["channels"]),
     )

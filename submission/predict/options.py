@@ -1,12 +1,13 @@
 """What ``bratskit predict`` may be asked: the predict and runtime options, their choices
 and their checks, in one place.
 
-Every check of an ensemble method, top-k, ET minimum volume, ET replacement, probability
-threshold, sliding-window overlap and thread count is here and only here, and so is the
-one parser of a threshold written as text (:func:`parse_threshold`: ``--threshold`` and
-the parameters file). The engine checks the options it resolves, the bundle checks its
-manifest's recommended values (as a :class:`~submission.predict.bundle.BundleError`
-naming the key), and the pure functions that use a value
+Every check of an ensemble method, top-k, confidence rule for empty members, ET minimum
+volume, ET replacement, probability threshold, sliding-window overlap and thread count is
+here and only here, and so is the one parser of a threshold written as text
+(:func:`parse_threshold`: ``--threshold`` and the parameters file). The engine checks the
+options it resolves, the bundle checks its manifest's recommended values (as a
+:class:`~submission.predict.bundle.BundleError` naming the key), and the pure functions
+that use a value
 (:func:`~submission.predict.ensemble.ensemble`,
 :func:`~submission.predict.postprocess.postprocess`,
 :func:`~submission.predict.sliding_window.window_starts`) check their arguments with the
@@ -28,8 +29,13 @@ if TYPE_CHECKING:
 #: Fold ensembles (see :mod:`submission.predict.ensemble`).
 ENSEMBLE_METHODS = ("mean", "vote", "confidence")
 #: What ET removed by the ET minimum volume becomes (see
-#: :func:`submission.predict.postprocess.apply_et_threshold`).
-ET_REPLACEMENTS = ("necrosis", "background")
+#: :mod:`submission.predict.postprocess`): ``necrosis`` (TC minus ET), ``background``, or
+#: ``empty`` (paper 002, 2.6: the ET region alone is emptied before nesting, so TC and WT
+#: are what their own models predicted).
+ET_REPLACEMENTS = ("necrosis", "background", "empty")
+#: The confidence of a member that segments nothing, in the ``confidence`` ensemble (see
+#: :mod:`submission.predict.ensemble`): ``zero``, ``exclude`` or ``background``.
+CONFIDENCE_EMPTY = ("zero", "exclude", "background")
 
 
 def check_ensemble(method: str) -> None:
@@ -53,6 +59,15 @@ def check_top_k(top_k: int, members: int, counted: str = "") -> None:
     if not 1 <= top_k <= members:
         raise ValueError(
             f"top-k must lie in 1..{members} for {members} member(s){counted}, got {top_k}"
+        )
+
+
+def check_confidence_empty(rule: str) -> None:
+    """Raises ValueError unless ``rule`` is one of :data:`CONFIDENCE_EMPTY`."""
+    if rule not in CONFIDENCE_EMPTY:
+        choices = ", ".join(CONFIDENCE_EMPTY)
+        raise ValueError(
+            f"confidence rule for empty members must be one of {choices}, got {rule!r}"
         )
 
 
@@ -177,8 +192,8 @@ def check_option(
     """Check one ensemble or post-processing option, as a flag or a manifest gives it.
 
     Args:
-        name: ``ensemble``, ``top_k`` (None allowed), ``et_threshold``, ``et_replace``,
-            ``threshold`` or ``overlap``.
+        name: ``ensemble``, ``top_k`` (None allowed), ``confidence_empty``,
+            ``et_threshold``, ``et_replace``, ``threshold`` or ``overlap``.
         fewest_members: segmentation members of the bundle's least covered region, the
             largest top-k.
         regions: the regions the bundle predicts, which a per-region threshold names
@@ -192,6 +207,8 @@ def check_option(
     elif name == "top_k":
         if value is not None:
             check_top_k(value, fewest_members, " of the bundle's least covered region")
+    elif name == "confidence_empty":
+        check_confidence_empty(value)
     elif name == "et_threshold":
         check_et_threshold(value)
     elif name == "et_replace":
@@ -206,7 +223,15 @@ def check_option(
 
 #: The options a manifest recommends (:class:`~submission.predict.bundle.Recommended`'s
 #: fields), in the order :func:`check_option` checks them.
-RECOMMENDABLE = ("ensemble", "et_replace", "et_threshold", "threshold", "overlap", "top_k")
+RECOMMENDABLE = (
+    "ensemble",
+    "et_replace",
+    "et_threshold",
+    "threshold",
+    "overlap",
+    "top_k",
+    "confidence_empty",
+)
 
 
 @dataclass(frozen=True)
@@ -216,8 +241,11 @@ class PredictOptions:
     Attributes:
         ensemble: ``mean``, ``vote`` or ``confidence``.
         top_k: members averaged by ``confidence`` (default ceil(N/2) per region).
+        confidence_empty: the confidence of a member that segments nothing, ``zero``,
+            ``exclude`` or ``background`` (:mod:`submission.predict.ensemble`).
         et_threshold: ET minimum volume in voxels (0 disables).
-        et_replace: what removed ET becomes, ``necrosis`` or ``background``.
+        et_replace: what removed ET becomes, ``necrosis``, ``background`` or ``empty``
+            (:mod:`submission.predict.postprocess`).
         threshold: probability above which a voxel belongs to a region, one for all or
             one per region (:func:`region_thresholds`).
         labels: label scheme written.
@@ -232,6 +260,7 @@ class PredictOptions:
     et_threshold: int | None = None
     et_replace: str | None = None
     threshold: float | dict[str, float] | None = None
+    confidence_empty: str | None = None
     labels: str | None = None
     tta: bool = False
     overlap: float | None = None

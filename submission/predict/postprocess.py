@@ -3,6 +3,22 @@
 Order in :func:`postprocess`: small connected components removed (optional), nesting
 enforced (ET in TC in WT, the cyst in TC, the inner region winning), the ET minimum-volume
 threshold, then labels in the chosen scheme.
+
+The ET minimum volume follows paper 002, section 2.6: "Each prediction containing a number
+of pixels below this threshold is considered an empty prediction because we know that a
+tumor does not necessarily contain an enhanced tumor (ET)." What the emptied ET voxels
+become is ``et_replace``:
+
+    ``necrosis``    (default) applied after nesting: the voxels stay in TC and WT and get
+                    the scheme's TC-minus-ET label (necrosis), also where the TC model did
+                    not predict TC.
+    ``background``  applied after nesting: the voxels leave every region that contains ET
+                    (TC and WT), also where the TC or WT model did predict them.
+    ``empty``       the paper's rule: applied to the ET mask before nesting, so only the
+                    ET prediction is emptied and TC and WT are exactly what their own
+                    models predicted (each voxel gets the label of the regions that still
+                    hold it: necrosis inside the predicted TC, oedema inside the predicted
+                    WT only, background outside both).
 """
 
 from __future__ import annotations
@@ -58,10 +74,11 @@ def apply_et_threshold(
 ) -> np.ndarray:
     """Paper 002, section 2.6: a case with fewer than ``min_voxels`` ET voxels has no ET.
 
-    The removed ET voxels become necrosis (they stay in the regions that contain ET, so
-    the label becomes the scheme's TC-minus-ET label) or background (they leave every
-    region that contains ET). ``min_voxels`` = 0 disables the threshold, and so does a
-    scheme without ET (MEN-RT).
+    ``necrosis`` and ``empty`` clear the ET mask alone (on nested regions the voxels stay
+    in the regions that contain ET, so the label becomes the scheme's TC-minus-ET label;
+    :func:`postprocess` applies ``empty`` before nesting, so the regions are the models'
+    own); ``background`` also takes them out of every region that contains ET.
+    ``min_voxels`` = 0 disables the threshold, and so does a scheme without ET (MEN-RT).
 
     Returns:
         bool copy of ``regions_rdhw`` (R, D, H, W).
@@ -93,7 +110,8 @@ def postprocess(
         regions_rdhw: bool-like (R, D, H, W) in ``scheme.region_names`` order.
         scheme: label scheme (name or object); 2021 writes ET 4, TC-ET 1, WT-TC 2.
         et_threshold: ET minimum volume in voxels (0 disables); see :func:`apply_et_threshold`.
-        et_replace: ``necrosis`` (default) or ``background``.
+        et_replace: ``necrosis`` (default), ``background`` or ``empty`` (paper 002, 2.6:
+            the ET threshold is applied before nesting; see the module docstring).
         min_component: components smaller than this many voxels are removed, one value
             for every region or a mapping region -> voxels; 0 disables.
 
@@ -113,6 +131,10 @@ def postprocess(
     for region, size in sizes.items():
         i = _index(scheme, region)
         regions[i] = remove_small_components(regions[i], size)
+    check_et_replace(et_replace)
+    if et_replace == "empty":  # before nesting: TC and WT stay their models' own
+        regions = apply_et_threshold(regions, scheme, et_threshold, et_replace)
     regions = enforce_nesting(regions, scheme)
-    regions = apply_et_threshold(regions, scheme, et_threshold, et_replace)
+    if et_replace != "empty":
+        regions = apply_et_threshold(regions, scheme, et_threshold, et_replace)
     return regions_to_labels(regions, scheme)

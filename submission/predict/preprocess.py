@@ -159,7 +159,10 @@ class Preprocessing:
         crop: crop policy, ``brain`` or ``centre`` (see the module docstring).
         margin: brain policy: voxels kept around the brain's bounding box.
         divisor: every cropped axis is padded to a multiple of this (the network's stride).
-        normalise: ``zscore_nonzero``, the only normalisation the papers use.
+        normalise: ``zscore_nonzero``: 003 (section 2.1, "zero mean and unit variance") and
+            004 (section 3.4, "based on non-zero voxels only") state it; 002 states no
+            normalisation, and its recipe uses the same z-score (MRI intensities have no
+            common scale across scanners).
         spacing: voxel sizes in mm along the array's three voxel axes (as the NIfTI
             header's zooms give them) that the members were trained at, or None (every
             case taken at its own spacing, the BraTS-space 1 mm of GLI). When set, the engine

@@ -1,14 +1,17 @@
-"""``bratskit tune``: choose a bundle's ensemble method, top-k, ET threshold and per-region
-probability thresholds on labelled cases, and store the winner as the bundle's
-recommended defaults.
+"""``bratskit tune``: choose a bundle's ensemble method, top-k, confidence rule for empty
+members, ET threshold and per-region probability thresholds on labelled cases, and store
+the winner as the bundle's recommended defaults.
 
 This is how paper 002 chose its ET minimum volume (section 2.6, Table 1: thresholds 100,
 400 and 600 scored, 600 kept) and compared its regression and classification voting
 ensembles (section 2.5); paper 004 (section 3.2) averages the top N/2 most confident
-members. The probability threshold of each region (0.5 by default) is tuned too: small
-networks trained briefly are often under-confident on the oedema border, and a lower WT
-threshold recovers it without touching TC and ET. Every candidate is scored on the same
-member probabilities, computed once per case, so the grid costs one prediction per case.
+members; the confidence of a member that segments nothing, which the paper leaves open,
+is scored under each rule of :data:`~submission.predict.options.CONFIDENCE_EMPTY` for
+every confidence candidate. The probability threshold of each region (0.5 by default) is
+tuned too: small networks trained briefly are often under-confident on the oedema border,
+and a lower WT threshold recovers it without touching TC and ET. Every candidate is scored
+on the same member probabilities, computed once per case, so the grid costs one
+prediction per case.
 
 Two modes:
 
@@ -24,19 +27,28 @@ The score is the mean over cases of the mean 2021 Dice of the bundle's regions (
 and ET; RC or CC too, or GTV alone, for the tasks that have them; CONTRACT.md 5: both empty
 gives 1, so an ET threshold that empties a false-positive ET on a case without
 ET earns its point). HD95 is not computed for every candidate. Ties keep the bundle's
-current defaults, then the earlier candidate (mean, vote, confidence; smaller k; smaller
-ET threshold; larger probability thresholds).
+current defaults, then the earlier candidate (mean, vote, confidence; smaller k; the
+rules in :data:`~submission.predict.options.CONFIDENCE_EMPTY` order; smaller ET
+threshold; larger probability thresholds).
+
+What ET removed by the ET threshold becomes is not tuned: every candidate is
+post-processed with the engine's ``et_replace`` (the bundle's unless ``tune --et-replace``
+says otherwise; ``necrosis``, ``background`` or ``empty``,
+:mod:`submission.predict.postprocess`), as ``predict`` would, and it is stored with the
+winner.
 
 Scores are exact, not approximations: each candidate's regions go through the runtime's
 own :func:`submission.predict.postprocess.postprocess` on the cropped case, and voxels of the
 reference outside the crop count as missed, as on the full grid (a test checks equality
 with ``predict`` followed by ``evaluate``). The ET threshold either keeps or removes a
 case's ET, so each probability-threshold choice needs two post-processings per case,
-whatever the number of ET thresholds.
+whatever the number of ET thresholds; candidates whose ensembles give the same region
+masks (the confidence rules agree wherever no member is empty) share them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -56,7 +68,7 @@ from submission.io.references import find_label_maps
 from submission.predict.bundle import Manifest, with_recommended, write_manifest
 from submission.predict.engine import Engine
 from submission.predict.ensemble import region_masks
-from submission.predict.options import ENSEMBLE_METHODS, region_thresholds
+from submission.predict.options import CONFIDENCE_EMPTY, ENSEMBLE_METHODS, region_thresholds
 from submission.predict.postprocess import postprocess
 from submission.predict.preprocess import crop
 
@@ -75,17 +87,22 @@ class TuningError(ValueError, UnusableError):
 @dataclass(frozen=True)
 class Candidate:
     """One choice of defaults; ``top_k`` None is the confidence default, ceil(N/2);
-    ``threshold`` is the probability threshold of each of the bundle's regions, in order."""
+    ``threshold`` is the probability threshold of each of the bundle's regions, in order;
+    ``confidence_empty`` the confidence rule for empty members (None: the bundle's, and
+    for mean and vote, which have none)."""
 
     ensemble: str
     top_k: int | None
     et_threshold: int
     threshold: tuple[float, ...]
+    confidence_empty: str | None = None
 
     def __str__(self) -> str:
         k = f" k={self.top_k}" if self.ensemble == "confidence" and self.top_k else ""
+        confidence = self.ensemble == "confidence" and self.confidence_empty
+        rule = f" {self.confidence_empty}" if confidence else ""
         p = "/".join(f"{t:g}" for t in self.threshold)
-        return f"{self.ensemble}{k}, ET {self.et_threshold}, p {p}"
+        return f"{self.ensemble}{k}{rule}, ET {self.et_threshold}, p {p}"
 
     def recommended_threshold(self, regions: Sequence[str]) -> float | dict[str, float]:
         """As the manifest stores it: one number when the regions' thresholds agree."""
@@ -96,13 +113,15 @@ class Candidate:
 
 @dataclass
 class TuneResult:
-    """Per candidate, the Dice of each region for each case (cases x regions)."""
+    """Per candidate, the Dice of each region for each case (cases x regions), every one
+    post-processed with ``et_replace`` (None: the bundle's)."""
 
     mode: str
     cases: list[str]
     current: Candidate
     regions: tuple[str, ...]
     dice: dict[Candidate, list[list[float]]] = field(default_factory=dict)
+    et_replace: str | None = None
 
     def score(self, candidate: Candidate) -> float:
         """Mean over cases of the mean Dice of the regions."""
@@ -124,7 +143,7 @@ class TuneResult:
         ranked = sorted(self.dice, key=lambda c: -self.score(c))
         rows = ranked[:top] + ([self.current] if self.current not in ranked[:top] else [])
         best = self.best
-        width = 36 + 4 * max(0, len(self.regions) - 3)
+        width = 46 + 4 * max(0, len(self.regions) - 3)
         heads = "".join(f" {r:>7}" for r in (*self.regions, "mean"))
         lines = [f"{'rank':>4}  {'candidate':<{width}}{heads}"]
         for c in rows:
@@ -144,7 +163,8 @@ class TuneResult:
             [
                 f"== {self.mode}: {len(self.cases)} cases, mean Dice of "
                 f"{', '.join(self.regions[:-1])}{' and ' if len(self.regions) > 1 else ''}"
-                f"{self.regions[-1]}",
+                f"{self.regions[-1]}; ET below the ET threshold: "
+                f"{self.et_replace or 'the bundle rule'}",
                 self.table(),
                 f"best: {best} (mean Dice {self.score(best):.4f}); current defaults: {current} "
                 f"({self.score(current):.4f}); improvement {gain:+.4f}",
@@ -167,6 +187,7 @@ class TuneResult:
                     "mode": self.mode,
                     "regions": list(self.regions),
                     "cases": self.cases,
+                    "et_replace": self.et_replace,
                     "current": vars(self.current),
                     "best": best,
                     "candidates": rows,
@@ -183,19 +204,19 @@ def candidates(
     et_thresholds: Sequence[int],
     probability_thresholds: Sequence[float] = PROBABILITY_THRESHOLDS,
     regions: int = 3,
+    rules: Sequence[str] = CONFIDENCE_EMPTY,
 ) -> list[Candidate]:
-    """The grid: each ensemble method (confidence for each k when ``per_k``) x ET threshold
-    x a probability threshold for each of ``regions`` regions."""
-    choices: list[tuple[str, int | None]] = [("mean", None), ("vote", None)]
-    if per_k:
-        choices += [("confidence", k) for k in range(1, n_members + 1)]
-    else:
-        choices.append(("confidence", None))
-    assert {m for m, _ in choices} == set(ENSEMBLE_METHODS)
+    """The grid: each ensemble method (confidence for each k when ``per_k``, and for each
+    of ``rules`` for empty members) x ET threshold x a probability threshold for each of
+    ``regions`` regions."""
+    choices: list[tuple[str, int | None, str | None]] = [("mean", None, None), ("vote", None, None)]
+    ks = range(1, n_members + 1) if per_k else [None]
+    choices += [("confidence", k, rule) for k in ks for rule in rules]
+    assert {m for m, _, _ in choices} == set(ENSEMBLE_METHODS)
     per_region = sorted(set(probability_thresholds), reverse=True)
     return [
-        Candidate(m, k, t, p)
-        for m, k in choices
+        Candidate(m, k, t, p, rule)
+        for m, k, rule in choices
         for t in sorted(set(et_thresholds))
         for p in itertools.product(per_region, repeat=regions)
     ]
@@ -213,8 +234,10 @@ def score_candidates(
     splits: dict[str, int] | None = None,
     et_thresholds: Sequence[int] = ET_THRESHOLDS,
     probability_thresholds: Sequence[float] = PROBABILITY_THRESHOLDS,
+    confidence_rules: Sequence[str] = CONFIDENCE_EMPTY,
 ) -> TuneResult:
-    """Score every candidate on the labelled cases of ``data_dir`` (see the module doc).
+    """Score every candidate on the labelled cases of ``data_dir`` (see the module doc),
+    the confidence ensemble under each of ``confidence_rules`` for empty members.
 
     Raises:
         TuningError: no case has a reference (or, out of fold, a fold).
@@ -240,11 +263,12 @@ def score_candidates(
         [*et_thresholds, current.et_threshold],
         [*probability_thresholds, *current.threshold],
         len(regions),
+        list(dict.fromkeys([*confidence_rules, *filter(None, [current.confidence_empty])])),
     )
     if current not in grid:
         grid.insert(0, current)
     mode = "out-of-fold" if splits is not None else "held-out"
-    result = TuneResult(mode, [], current, regions)
+    result = TuneResult(mode, [], current, regions, et_replace=engine.options.et_replace)
     result.dice = {c: [] for c in grid}
     for i, case in enumerate(cases, 1):
         fold = None if splits is None else splits[case.case_id]
@@ -260,7 +284,8 @@ def _current(engine: Engine, per_k: bool) -> Candidate:
     if rec.ensemble == "confidence" and per_k:
         k = rec.top_k or math.ceil(engine.manifest.fewest_members / 2)
     thresholds = region_thresholds(rec.threshold, engine.manifest.region_names)
-    return Candidate(rec.ensemble, k, rec.et_threshold, tuple(thresholds.values()))
+    rule = rec.confidence_empty if rec.ensemble == "confidence" else None
+    return Candidate(rec.ensemble, k, rec.et_threshold, tuple(thresholds.values()), rule)
 
 
 def _score_case(
@@ -288,35 +313,54 @@ def _score_case(
 
     groups: dict[tuple, list[Candidate]] = {}
     for c in result.dice:
-        groups.setdefault((c.ensemble, c.top_k, c.threshold), []).append(c)
+        groups.setdefault((c.ensemble, c.top_k, c.confidence_empty, c.threshold), []).append(c)
     masks: dict[tuple, np.ndarray] = {}
-    for (method, k, thresholds), group in groups.items():
+    # Region masks -> (Dice with the ET kept, Dice with it removed): candidates that
+    # ensemble to the same masks are post-processed and scored once.
+    scored_masks: dict[bytes, tuple[list[float], list[float]]] = {}
+    for (method, k, rule, thresholds), group in groups.items():
         per_region = dict(zip(result.regions, thresholds))
-        regions = region_masks(probs, scheme.region_names, method, per_region, k, cache=masks)
+        regions = region_masks(
+            probs,
+            scheme.region_names,
+            method,
+            per_region,
+            k,
+            cache=masks,
+            confidence_empty=rule or engine.options.confidence_empty,
+        )
         et_voxels = (
             int(np.count_nonzero(regions[scheme.region_names.index(ENHANCING)]))
             if scheme.has_enhancing
             else 0
         )
-        kept = region_dice(regions, 0)
-        removed = region_dice(regions, et_voxels + 1) if et_voxels else kept
+        digest = hashlib.blake2b(np.packbits(regions).tobytes(), digest_size=16).digest()
+        if digest not in scored_masks:
+            kept = region_dice(regions, 0)
+            removed = region_dice(regions, et_voxels + 1) if et_voxels else kept
+            scored_masks[digest] = (kept, removed)
+        kept, removed = scored_masks[digest]
         for c in group:
             result.dice[c].append(removed if 0 < et_voxels < c.et_threshold else kept)
 
 
 def write_recommended(result: TuneResult, manifest: Manifest, bundle_dir: Path) -> Path:
-    """Store ``result``'s best candidate as the recommended defaults of ``manifest`` (the
-    bundle's, as read before tuning) in ``bundle_dir``'s ``manifest.json``; returns its path.
+    """Store ``result``'s best candidate, and the ``et_replace`` it was scored with, as the
+    recommended defaults of ``manifest`` (the bundle's, as read before tuning) in
+    ``bundle_dir``'s ``manifest.json``; returns its path.
 
     Raises:
         BundleError: the candidate is not a valid recommendation for the bundle.
     """
     best = result.best
+    rule = best.confidence_empty or manifest.recommended.confidence_empty
     tuned = with_recommended(
         manifest,
         ensemble=best.ensemble,
         top_k=best.top_k,
+        confidence_empty=rule,
         et_threshold=best.et_threshold,
+        et_replace=result.et_replace or manifest.recommended.et_replace,
         threshold=best.recommended_threshold(result.regions),
     )
     return write_manifest(bundle_dir, tuned)

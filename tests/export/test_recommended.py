@@ -18,7 +18,9 @@ def test_runs_of_one_recipe_share_its_defaults_and_disagreeing_ones_get_the_defa
     resunet, segresnet = load_config("resunet-localization"), load_config("segresnet-redundancy")
     tiny, effunet = load_config("tiny"), load_config("effunet")
     caplog.set_level(logging.WARNING)
-    assert recommended_for([resunet] * 2) == Recommended(ensemble="mean", et_threshold=600)
+    assert recommended_for([resunet] * 2) == Recommended(
+        ensemble="mean", et_threshold=600, et_replace="empty"
+    )
     assert recommended_for([resunet] * 2).et_threshold == 600
     assert recommended_for([segresnet]) == Recommended(ensemble="confidence", top_k=None)
     assert recommended_for([tiny, effunet]) == Recommended()  # both without a block
@@ -52,7 +54,9 @@ def test_runs_trained_before_recipes_had_the_block_keep_their_recipes_defaults(t
     run = _edit_config(
         shutil.copytree(tiny_run, tmp_path / "run"), name="resunet-localization", recommended=None
     )
-    assert read_run(run).config.recommended == Recommended(ensemble="mean", et_threshold=600)
+    assert read_run(run).config.recommended == Recommended(
+        ensemble="mean", et_threshold=600, et_replace="empty"
+    )
     assert bundle_fields([read_run(run)]).recommended.et_threshold == 600
     _edit_config(run, recommended={"ensemble": "mean"})
     assert read_run(run).config.recommended == Recommended()

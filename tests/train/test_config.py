@@ -63,9 +63,10 @@ def test_recommended_defaults_follow_the_papers():
         ensemble="confidence",
         top_k=None,  # 004 section 3.2: top N/2
     )
-    # 002 sections 2.5 and 2.6: the mean of the folds, ET under 600 voxels emptied
+    # 002 sections 2.5 and 2.6: the mean of the folds, ET under 600 voxels emptied (an
+    # "empty prediction": TC and WT stay what their models predicted)
     assert load_config("resunet-localization").recommended == Recommended(
-        ensemble="mean", et_threshold=600
+        ensemble="mean", et_threshold=600, et_replace="empty"
     )
     assert load_config("effunet").recommended == Recommended()  # 003 says nothing
     assert load_config("tiny").recommended == Recommended()
@@ -79,9 +80,10 @@ def test_the_run_config_carries_the_recommended_block(tmp_path):
         "ensemble": "mean",
         "top_k": None,
         "et_threshold": 600,
-        "et_replace": "necrosis",
+        "et_replace": "empty",
         "threshold": 0.5,
         "overlap": 0.5,
+        "confidence_empty": "zero",
     }
     assert load_config(tmp_path / "config.yaml").recommended.et_threshold == 600
     per_region = {"ensemble": "vote", "threshold": {"WT": 0.3, "TC": 0.5, "ET": 0.45}}
@@ -193,3 +195,80 @@ def test_only_an_optional_modality_trained_with_dropout_is_declared_missing():
         met.for_task("ped")
     with pytest.raises(ConfigError, match="task met reads 2024-gli label maps, not 2023"):
         config_from_dict({**met.to_dict(), "label_scheme": "2023"})
+
+
+# -- per-member channels (paper 003: one network per modality) ----------------------------
+
+
+def test_effunet_has_four_single_modality_members_and_effunet_joint_one():
+    cfg = load_config("effunet")
+    assert [(m.key, m.channels) for m in cfg.members] == [
+        ("t1n", ("t1n",)),
+        ("t1c", ("t1c",)),
+        ("t2w", ("t2w",)),
+        ("t2f", ("t2f",)),
+    ]
+    assert all(m.regions == ("WT", "TC", "ET") and m.sampling == "centre" for m in cfg.members)
+    assert [cfg.channel_index(m) for m in cfg.members] == [[0], [1], [2], [3]]
+    joint = load_config("effunet-joint")
+    assert [m.channels for m in joint.members] == [None]
+    assert joint.member_channels(joint.members[0]) == ("t1n", "t1c", "t2w", "t2f")
+    assert joint.channel_index(joint.members[0]) == [0, 1, 2, 3]
+
+
+def test_member_channels_round_trip_through_the_run_config(tmp_path):
+    cfg = load_config("effunet")
+    save_config(cfg, tmp_path / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["members"][3]["channels"] == ["t2f"]
+    assert load_config(tmp_path / "config.yaml") == cfg
+    tiny = yaml.safe_load(yaml.safe_dump(load_config("tiny").to_dict()))
+    assert tiny["members"][0]["channels"] is None  # all the run's channels, as before
+
+
+def _effunet_member(**changes) -> dict:
+    raw = load_config("effunet").to_dict()
+    raw["members"] = [{**raw["members"][0], **changes}]
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"channels": ["flair"]}, r"t1n.channels must be distinct modalities"),
+        ({"channels": ["t1n", "t1n"]}, r"t1n.channels must be distinct modalities"),
+        ({"channels": []}, r"t1n.channels must be distinct modalities"),
+        (
+            {"arch_params": {"in_channels": 4, "input_depth": 108}},
+            r"t1n.arch_params.in_channels is 4 but the member sees 1 channel\(s\) \(t1n\)",
+        ),
+    ],
+)
+def test_bad_member_channels_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(_effunet_member(**changes))
+
+
+def test_member_channels_must_be_the_runs():
+    men_rt = load_config("effunet").for_task("men-rt").to_dict()
+    men_rt["members"] = [{**men_rt["members"][0], "channels": ["t2f"]}]
+    with pytest.raises(ConfigError, match="t2f is not a channel of the run \\(t1c, task men-rt\\)"):
+        config_from_dict(men_rt)
+
+
+def test_for_task_drops_the_members_whose_channels_the_task_lacks():
+    rt = load_config("effunet").for_task("men-rt")  # t1c only
+    assert [(m.key, m.channels, m.regions) for m in rt.members] == [("t1c", ("t1c",), ("GTV",))]
+    assert rt.members[0].arch_params["in_channels"] == 1
+    assert rt.channel_index(rt.members[0]) == [0]
+    # MET: t2w is optional, so its single-modality member could not predict a case without it
+    met = load_config("effunet").for_task("met")
+    assert [m.key for m in met.members] == ["t1n", "t1c", "t2f"]
+    assert [met.channel_index(m) for m in met.members] == [[0], [1], [3]]
+    assert all(m.arch_params["in_channels"] == 1 for m in met.members)
+    # the joint network keeps its one member on the task's channels
+    joint = load_config("effunet-joint").for_task("men-rt")
+    assert joint.members[0].arch_params["in_channels"] == 1 and joint.members[0].channels is None
+    only_t2w = config_from_dict(_effunet_member(key="t2w", channels=["t2w"]))
+    with pytest.raises(ConfigError, match="no member of recipe 'effunet' reads task men-rt"):
+        only_t2w.for_task("men-rt")

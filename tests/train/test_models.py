@@ -13,6 +13,7 @@ from train.models import (
     depth_factors_for,
     describe,
 )
+from train.models.blocks import ConvBlock2d
 
 TINY = {
     "resunet": {"base_filters": 4},
@@ -60,23 +61,27 @@ def test_segresnet_forward_and_projection_shapes():
     torch.testing.assert_close(logits, logits2)
 
 
-@pytest.mark.parametrize("per_modality", [False, True])
-def test_effunet_forward_shape(per_modality):
-    model = build_model("effunet", per_modality=per_modality, **TINY["effunet"]).eval()
+@pytest.mark.parametrize("in_channels", [1, 4])
+def test_effunet_forward_shape(in_channels):
+    """One modality-specific network (the effunet recipe's members) or the joint one."""
+    model = build_model("effunet", in_channels=in_channels, **TINY["effunet"]).eval()
     assert model.size_rule == SizeRule((32, 32, 1), (None, None, 12))
     with torch.no_grad():
-        out = model(_x(1, 4, 32, 64, 12))
+        out = model(_x(1, in_channels, 32, 64, 12))
     assert out.shape == (1, 3, 32, 64, 12)
     assert torch.isfinite(out).all()
 
 
-def test_effunet_per_modality_averages_member_probabilities():
-    model = build_model("effunet", per_modality=True, **TINY["effunet"]).eval()
-    x = _x(1, 4, 32, 32, 12)
+def test_conv_block_2d_is_residual_with_a_projection_when_channels_change():
+    """003 Fig. 1: the decoder is "a succession of residual blocks with GroupNorm"."""
+    block = ConvBlock2d(6, 4).eval()
+    assert isinstance(block.residual, torch.nn.Conv2d) and block.residual.kernel_size == (1, 1)
+    assert all(isinstance(n, torch.nn.GroupNorm) for n in (block.norm1, block.norm2))
+    assert isinstance(ConvBlock2d(4, 4).residual, torch.nn.Identity)
+    x = _x(2, 6, 8, 8)
     with torch.no_grad():
-        probs = [torch.sigmoid(m(x[:, i : i + 1])) for i, m in enumerate(model.members)]
-        expected = torch.stack(probs).mean(0)
-        torch.testing.assert_close(torch.sigmoid(model(x)), expected, atol=1e-5, rtol=1e-4)
+        torch.nn.init.zeros_(block.norm2.weight)  # the body's branch then adds 0 (bias 0)
+        torch.testing.assert_close(block(x), torch.relu(block.residual(x)))
 
 
 @pytest.mark.parametrize(
@@ -124,7 +129,8 @@ def test_size_rule_messages_and_padding():
         ("resunet", {"base_filters": 24}, (4, 192, 192, 160), (1, 1, 192, 192, 160)),
         ("resunet", {"base_filters": 64}, (4, 128, 128, 128), (1, 1, 128, 128, 128)),
         ("segresnet", {"init_filters": 32}, (4, 192, 192, 144), (1, 3, 192, 192, 144)),
-        ("effunet", {"per_modality": True}, (4, 192, 160, 108), (1, 3, 192, 160, 108)),
+        ("effunet", {"in_channels": 1}, (1, 192, 160, 108), (1, 3, 192, 160, 108)),
+        ("effunet", {}, (4, 192, 160, 108), (1, 3, 192, 160, 108)),
     ],
 )
 def test_meta_forward_at_paper_sizes(name, params, shape_cdhw, out):
@@ -149,7 +155,7 @@ def test_describe_leaves_a_real_model_untouched():
 def test_segresnet_paper_parameter_count():
     with torch.device("meta"):
         model = build_model("segresnet", init_filters=32)
-    assert count_parameters(model) == 18_798_627  # MONAI's SegResNet, paper 004 Table 1
+    assert count_parameters(model) == 18_798_627  # 32 filters (Myronenko 2018; 004 gives none)
     assert count_parameters(model, exclude=()) > 18_798_627
 
 

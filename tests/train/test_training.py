@@ -156,8 +156,10 @@ def test_torchrun_two_cpu_processes_train_one_fold(synth_train, tmp_path):
             "arch": "effunet",
             "loss": "ce_minus_dice",
             "crop": [64, 64, 12],
+            "channels": ["t2f"],  # one of 003's modality-specific networks
+            "sampling": "centre",
             "arch_params": {
-                "per_modality": True,
+                "in_channels": 1,
                 "input_depth": 12,
                 "out_channels": 3,
                 "decoder_widths": [16, 16, 8, 8, 8],
@@ -173,7 +175,7 @@ def test_torchrun_two_cpu_processes_train_one_fold(synth_train, tmp_path):
             "arch_params": {"base_filters": 4, "levels": 3, "out_channels": 1},
         },
     ],
-    ids=["segresnet-redundancy", "effunet-per-modality", "resunet-tumour-crop"],
+    ids=["segresnet-redundancy", "effunet-single-modality", "resunet-tumour-crop"],
 )
 def test_each_paper_recipe_shape_trains_one_epoch(synth_train, tmp_path, member):
     run = tmp_path / "run"
@@ -195,8 +197,23 @@ def test_each_paper_recipe_shape_trains_one_epoch(synth_train, tmp_path, member)
 
 def test_describe_reports_the_paper_parameter_count():
     result = train("--describe", "segresnet-redundancy")
-    assert "exported parameters: 18,798,627" in result.stdout  # 004 Table 1: ~18.8 M
+    assert (
+        "exported parameters: 18,798,627" in result.stdout
+    )  # SegResNet at 32 filters (004 ref. 13)
     assert "output shape:        (1, 3, 192, 192, 144)" in result.stdout
+
+
+def test_describe_effunet_lists_four_single_modality_members_and_warns_from_scratch():
+    out = train("--describe", "effunet").stdout
+    for modality in ("t1n", "t1c", "t2w", "t2f"):
+        assert f"member {modality} (segmentation): effunet -> WT, TC, ET" in out
+        assert f"  channels {modality} (this member's own)" in out
+    assert out.count("input shape:         (1, 1, 192, 160, 108)") == 4
+    assert out.count("WARNING: effunet's EfficientNet-B0 encoder starts from random") == 4
+    assert "all 4 member(s) of a fold:" in out
+    joint = train("--describe", "effunet-joint").stdout
+    assert "input shape:         (1, 4, 192, 160, 108)" in joint
+    assert "all 1 member(s) of a fold:" in joint
 
 
 def test_usage_and_input_errors_exit_codes(synth_train, tmp_path):

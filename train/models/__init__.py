@@ -12,7 +12,8 @@ Models (``MODELS``):
     ``segresnet``: MONAI SegResNet with a Barlow-Twins projection branch, paper 004
         (:class:`SegResNet`).
     ``effunet``: asymmetric U-Net with a 2-D EfficientNet-B0 encoder, paper 003
-        (:func:`build_effunet`: :class:`EffUNet` or :class:`PerModalityEffUNet`).
+        (:func:`build_effunet`: :class:`EffUNet`, one network per modality in the
+        ``effunet`` recipe, one 4-channel network in ``effunet-joint``).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ import torch
 from torch import nn
 
 from submission.predict.sliding_window import SizeRule
-from train.models.effunet import EffUNet, PerModalityEffUNet, build_effunet, depth_factors_for
+from train.models.effunet import EffUNet, build_effunet, depth_factors_for
+from train.models.effunet import from_scratch_warning as _effunet_scratch_warning
 from train.models.resunet import ResUNet
 from train.models.segresnet import SegResNet
 
 __all__ = [
     "MODELS",
     "EffUNet",
-    "PerModalityEffUNet",
     "ResUNet",
     "SegResNet",
     "SizeRule",
@@ -41,6 +42,7 @@ __all__ = [
     "count_parameters",
     "depth_factors_for",
     "describe",
+    "from_scratch_warning",
 ]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -50,6 +52,19 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 DEFAULT_EXCLUDE = ("projection",)
+
+#: Models with a pretrained part that a recipe may leave at random initialisation, and
+#: the warning that gives (None when the weights are set).
+_SCRATCH_WARNINGS: dict[str, Callable[[dict], str | None]] = {
+    "effunet": _effunet_scratch_warning,
+}
+
+
+def from_scratch_warning(name: str, params: dict) -> str | None:
+    """Why model ``name`` built from ``params`` starts a pretrained part from scratch
+    (effunet's EfficientNet-B0 without ImageNet weights), or None."""
+    check = _SCRATCH_WARNINGS.get(name)
+    return None if check is None else check(params)
 
 
 def _accepted_params(builder: Callable[..., nn.Module]) -> list[str]:

@@ -4,7 +4,9 @@ Holds the input check every ``forward`` runs in eager mode (against the model's
 :class:`submission.predict.sliding_window.SizeRule`, the runtime's own rule, so training, export and
 the container agree on what sizes a model accepts),
 and the GroupNorm residual blocks of the residual 3-D U-Net (paper 002, section 2.2)
-and of the asymmetric EfficientNet U-Net (paper 003, section 2.2).
+and of the asymmetric EfficientNet U-Net (paper 003: the inter-slice blocks of section 2.2,
+and the 3-D and 2-D decoder blocks, residual with GroupNorm by Fig. 1's caption and "homogeneous"
+by section 2.3).
 """
 
 from __future__ import annotations
@@ -117,65 +119,108 @@ def make_activation(name: str) -> nn.Module:
 
 
 class ResidualBlock3d(nn.Module):
-    """Two 3x3x3 convolutions with GroupNorm, an additive residual, then ReLU.
+    """The residual block of the residual 3-D U-Net (paper 002, section 2.2), three convolutions.
 
-    ``norm_first=True`` is the residual 3-D U-Net block (paper 002, section 2.2):
-    ``h = ReLU(conv(GN(x)))``, ``h = conv(GN(h))``, ``out = ReLU(h + residual)``; the last
-    activation comes after the addition "to include the residual information".
-    ``norm_first=False`` is the inter-slice block of paper 003 (section 2.2: "two
-    convolutional layers with normalization and ReLU, followed by skip connection"):
-    ``h = ReLU(GN(conv(x)))``, ``h = GN(conv(h))``, ``out = ReLU(h + residual)``.
-    The residual is a 1x1x1 convolution when the channel count changes, else identity.
+    Section 2.2: "the first two convolutions are preceded by group normalization and followed
+    by the ReLU activation function. After the last convolution layer, there is a
+    concatenation of the residual connection, and then activation is called". The paper bases
+    the network on Lee et al. (its ref. 16, the SNEMI3D network), whose residual module is a
+    first convolution that sets the channel count followed by two more convolutions, with the
+    residual taken from the first convolution's output; pytorch-3dunet's ``ExtResNetBlock``,
+    the usual GroupNorm implementation of that module, normalises before the third
+    convolution too, and so does this block (the paper's text does not say either way)::
+
+        r = act(conv1(GN(x)))       # in -> out channels; the residual
+        h = act(conv2(GN(r)))
+        h = conv3(GN(h))
+        out = act(h + r)
+
+    No 1x1 projection is needed: the residual already has ``out_channels``.
     ``activation="leaky_relu"`` (slope 0.01) replaces ReLU for very narrow networks, whose
     few channels can all die (see :data:`ACTIVATIONS`).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        norm_first: bool = True,
-        activation: str = "relu",
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, activation: str = "relu") -> None:
         super().__init__()
-        self.norm_first = norm_first
-        norm1 = in_channels if norm_first else out_channels
-        self.norm1 = group_norm(norm1)
-        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=not norm_first)
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False)
         self.norm2 = group_norm(out_channels)
-        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=not norm_first)
+        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm3 = group_norm(out_channels)
+        self.conv3 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.act = make_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, in, D, H, W) to (N, out, D, H, W)."""
+        residual = self.act(self.conv1(self.norm1(x)))
+        h = self.act(self.conv2(self.norm2(residual)))
+        h = self.conv3(self.norm3(h))
+        return self.act(h + residual)
+
+
+class InterSliceBlock3d(nn.Module):
+    """The inter-slice residual block of paper 003 (section 2.2: "two convolutional layers
+    with normalization and ReLU, followed by skip connection")::
+
+        h = act(GN(conv1(x)))
+        h = GN(conv2(h))
+        out = act(h + residual(x))
+
+    The residual is a 1x1x1 convolution when the channel count changes, else identity.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1)
+        self.norm1 = group_norm(out_channels)
+        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels)
         self.residual = (
             nn.Conv3d(in_channels, out_channels, 1)
             if in_channels != out_channels
             else nn.Identity()
         )
-        self.act = make_activation(activation)
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (N, in, D, H, W) to (N, out, D, H, W)."""
-        if self.norm_first:
-            h = self.act(self.conv1(self.norm1(x)))
-            h = self.conv2(self.norm2(h))
-        else:
-            h = self.act(self.norm1(self.conv1(x)))
-            h = self.norm2(self.conv2(h))
+        h = self.act(self.norm1(self.conv1(x)))
+        h = self.norm2(self.conv2(h))
         return self.act(h + self.residual(x))
 
 
 class ConvBlock2d(nn.Module):
-    """(3x3 conv, GroupNorm, ReLU) twice: a 2-D decoder level of paper 003, section 2.3."""
+    """The residual 2-D decoder block of paper 003, the 2-D twin of :class:`InterSliceBlock3d`.
+
+    Section 2.3: "the decoder is composed entirely of homogeneous blocks as shown in
+    Fig. 1"; Fig. 1's caption: "The inter-slice encoder as well as the decoder consist of
+    a succession of residual blocks with GroupNorm normalization". So the block of section
+    2.2 ("two convolutional layers with normalization and ReLU, followed by skip
+    connection") in 2-D::
+
+        h = ReLU(GN(conv3x3(x)))
+        h = GN(conv3x3(h))
+        out = ReLU(h + residual(x))
+
+    The residual is a 1x1 convolution when the channel count changes (every decoder level:
+    the upsampled features and the skip are concatenated), else identity.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.GroupNorm(num_groups(out_channels), out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.GroupNorm(num_groups(out_channels), out_channels),
-            nn.ReLU(inplace=True),
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.norm1 = group_norm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = group_norm(out_channels)
+        self.residual = (
+            nn.Conv2d(in_channels, out_channels, 1)
+            if in_channels != out_channels
+            else nn.Identity()
         )
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (N, in, D, H) to (N, out, D, H)."""
-        return self.body(x)
+        h = self.act(self.norm1(self.conv1(x)))
+        h = self.norm2(self.conv2(h))
+        return self.act(h + self.residual(x))

@@ -3,39 +3,74 @@
 Data flow for an input (N, C, D, H, W) whose last axis W is the axial slice axis
 (``input_depth`` slices, 108 in the paper's 192x160x108 crops):
 
-1. Inter-slice 3-D encoder (section 2.2, Table 1): residual blocks (conv, GN, ReLU,
-   conv, GN, + residual, ReLU), each followed by a max-pool over the slice axis only by
-   a factor f_i (3, 3, 4 for 108 slices), until 3 slices remain; a 1x1x1 convolution
-   then reduces the channels to 1: (N, 1, D, H, 3), read as a 3-channel 2-D image
-   (N, 3, D, H).
-2. EfficientNet-B0 without its classification head: features at strides 2, 4, 8, 16,
-   32 (16, 24, 40, 112, 320 channels).
-3. 2-D decoder (section 2.3): per EfficientNet reduction, ConvTranspose2d x2, concat the
-   skip (the last level uses the 3-channel image), (conv, GN, ReLU) x2; a 1x1 conv then
-   makes ``3 * volume_channels`` channels, unfolded into (N, volume_channels, D, H, 3).
-4. 3-D decoder: per inter-slice level, ConvTranspose3d over the slice axis by f_i,
-   concat that level's encoder output, residual block; a 1x1x1 conv gives the logits.
+1. Inter-slice 3-D encoder. Section 2.2: "convolutional blocks which consists of two
+   convolutional layers with normalization and ReLU, followed by skip connection", with
+   GroupNorm; "the depth is reduced by factors 3, 3 and 4 to reach a final depth size of
+   3" (Table 1) while "the width and height ... are not modified". Section 4 says how:
+   "a succession of blocks of 3D convolutions and max-pooling reducing the third
+   dimension only". Here: residual blocks (conv, GN, ReLU, conv, GN, + residual, ReLU),
+   each followed by a max-pool over the slice axis by f_i (3, 3, 4 for 108 slices); a
+   1x1x1 convolution then reduces the channels to 1 (Table 1's "block n+1":
+   W x H x 3 x 1): (N, 1, D, H, 3), read as a 3-channel 2-D image (N, 3, D, H).
+2. Section 2.2: "the EfficientNet network without its fully connected layers":
+   EfficientNet-B0 features at strides 2, 4, 8, 16, 32 (16, 24, 40, 112, 320 channels).
+3. 2-D decoder. Section 2.3: "Each decoder level begins by upsampling the spatial
+   dimension ... followed by skip connections", and "the decoder is composed entirely
+   of homogeneous blocks as shown in Fig. 1", whose caption says "the decoder consist[s]
+   of a succession of residual blocks with GroupNorm normalization". Here: per
+   EfficientNet reduction, ConvTranspose2d x2, concat the skip (the last level uses the
+   3-channel image), a residual block (:class:`~train.models.blocks.ConvBlock2d`); a
+   1x1 conv then makes ``3 * volume_channels`` channels, unfolded into
+   (N, volume_channels, D, H, 3).
+4. 3-D decoder (section 2.3: "the inter-slice decoding is a 3D decoder"): per
+   inter-slice level, ConvTranspose3d over the slice axis by f_i, concat that level's
+   encoder output, residual block; a 1x1x1 conv gives the logits (section 2.3: three
+   sigmoid outputs "with the same spatial size as inputs"; the caller applies the
+   sigmoid).
 
 The encoder is MONAI's :class:`~monai.networks.nets.EfficientNetBNFeatures`, not timm's:
 timm needs torchvision, whose PyPI wheels are CUDA builds that cannot load next to the
 CPU torch build, while MONAI's EfficientNet-B0 is the same network (a port of
 lukemelas' EfficientNet-PyTorch) with no torchvision dependency. It is always built with
-``pretrained=False`` so nothing is ever downloaded; ImageNet weights can be loaded from
-a local state-dict file (``weights``). Its swish is the plain ``x * sigmoid(x)`` (not
-MONAI's memory-efficient autograd Function) so the model traces and exports.
+``pretrained=False`` so nothing is ever downloaded; ImageNet weights are loaded from a
+local file (``weights``, below). Its swish is the plain ``x * sigmoid(x)`` (not MONAI's
+memory-efficient autograd Function) so the model traces and exports.
 
 The model accepts in-plane sizes divisible by 32 (EfficientNet's total stride) and
 exactly ``input_depth`` slices. EfficientNet keeps its BatchNorm (what ImageNet weights
 expect), so training with batch size 1 needs more than one cell at stride 32 (an
-in-plane size of at least 64 on one axis). The paper processes each modality with its own
-single-channel network and averages the sigmoid outputs (section 3):
-``per_modality=True`` builds :class:`PerModalityEffUNet`.
+in-plane size of at least 64 on one axis).
+
+One network per modality. Section 3: "We process the four modalities separately and
+average the sigmoid outputs"; section 4: "trained separately the fourth modalities using
+four modality-specific networks". The ``effunet`` recipe therefore has four members,
+each a single-channel network (``channels: [t1n]`` ...) trained with its own loss, and
+the bundle's mean fold ensemble averages their sigmoid outputs (and the folds'). The
+joint 4-channel network is the ``effunet-joint`` recipe (section 4: "stacking the 4
+modalities together" is what the authors expect to improve the results).
+
+ImageNet weights (``weights``). Transfer from an ImageNet-trained EfficientNet is the
+paper's premise (abstract; section 4: "the learning transfer from weights trained on 2D
+natural images can be exploited"). Once, on a machine with network access, download
+lukemelas' EfficientNet-PyTorch B0 weights, the file MONAI's own ``pretrained=True``
+fetches (:data:`IMAGENET_URL`), and convert them to this encoder's key names::
+
+    curl -LO https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/efficientnet-b0-355c32eb.pth
+    python scripts/convert_efficientnet_b0.py efficientnet-b0-355c32eb.pth effnet-b0-imagenet.pt
+
+(lukemelas numbers the blocks ``_blocks.<i>.``, MONAI ``_blocks.<stage>.<i>.``; the script
+renames them, drops the classification head, checks every shape and reports the file's
+sha256, whose first digits torch.hub's naming puts in the file name). Then set
+``arch_params: {weights: /abs/path/effnet-b0-imagenet.pt}`` on each member. A file whose
+keys or shapes do not fit raises a ValueError naming them and the fix. Without weights
+the encoder starts from random values, which training logs as a warning
+(:func:`from_scratch_warning`) and ``bratskit train --describe`` shows.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -44,18 +79,28 @@ from torch import nn
 
 from train.models.blocks import (
     ConvBlock2d,
-    ResidualBlock3d,
+    InterSliceBlock3d,
     SizeChecked,
     SizeRule,
     eager_checks_enabled,
 )
+from train.models.effnet_weights import (
+    IMAGENET_URL,
+    from_scratch_warning,
+    load_encoder_weights,
+)
 
-__all__ = ["EffUNet", "PerModalityEffUNet", "build_effunet", "depth_factors_for"]
+__all__ = [
+    "IMAGENET_URL",
+    "EffUNet",
+    "build_effunet",
+    "build_encoder",
+    "depth_factors_for",
+    "from_scratch_warning",
+]
 
 PAPER_DEPTH = 108
 ENCODER_SLICES = 3  # EfficientNet's RGB input channels
-_HEAD_PREFIXES = ("_conv_head.", "_bn1.", "_fc.")
-_PROB_EPS = 1e-6
 
 
 def depth_factors_for(input_depth: int) -> tuple[int, ...]:
@@ -101,8 +146,9 @@ def _resolve_depth(
     return depth, factors
 
 
-def _build_encoder() -> EfficientNetBNFeatures:
-    """EfficientNet-B0 feature extractor, random init, no classification head."""
+def build_encoder() -> EfficientNetBNFeatures:
+    """EfficientNet-B0 feature extractor, random init, no classification head: the
+    encoder whose state dict ``weights`` files must match."""
     encoder = EfficientNetBNFeatures(
         "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=ENCODER_SLICES
     )
@@ -112,38 +158,6 @@ def _build_encoder() -> EfficientNetBNFeatures:
     for name in ("_conv_head", "_bn1", "_fc"):
         setattr(encoder, name, nn.Identity())
     return encoder
-
-
-def load_encoder_weights(encoder: nn.Module, weights: str | Path) -> None:
-    """Load a local EfficientNet-B0 state dict into ``encoder``.
-
-    Accepts a features-only or a full classification state dict (``_conv_head``,
-    ``_bn1`` and ``_fc`` entries are ignored). Loaded with ``weights_only=True``.
-
-    Raises:
-        FileNotFoundError: ``weights`` does not exist.
-        ValueError: the file is not a state dict or its keys/shapes do not match.
-    """
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"effunet encoder weights {path} not found: pass the path of a local "
-            f"EfficientNet-B0 state dict (nothing is downloaded) or weights=None"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(
-            f"effunet encoder weights {path} hold a {type(state).__name__}, "
-            f"not a state dict: save model.state_dict()"
-        )
-    state = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIXES)}
-    try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(
-            f"effunet encoder weights {path} do not match MONAI's EfficientNet-B0 with "
-            f"3 input channels: {err}"
-        ) from err
 
 
 class EffUNet(SizeChecked, nn.Module):
@@ -162,7 +176,8 @@ class EffUNet(SizeChecked, nn.Module):
         decoder_widths: channels of the five 2-D decoder levels, deepest first.
         volume_channels: channels per slice when the 2-D decoder output is unfolded
             back into 3 slices.
-        weights: optional local EfficientNet-B0 state-dict file for the encoder.
+        weights: optional local ImageNet EfficientNet-B0 state-dict file for the encoder,
+            in MONAI's key layout (see the module docstring); None trains from scratch.
 
     ``forward`` returns logits (N, out_channels, D, H, W); the caller applies the sigmoid.
     """
@@ -197,7 +212,7 @@ class EffUNet(SizeChecked, nn.Module):
         self.depth_factors, self.volume_channels = factors, volume_channels
         self._size_rule = SizeRule(divisors=(32, 32, 1), fixed=(None, None, depth))
         self._build_inter_slice(in_channels, enc, factors)
-        self.encoder = _build_encoder()
+        self.encoder = build_encoder()
         if weights is not None:
             load_encoder_weights(self.encoder, weights)
         self._build_decoder_2d(tuple(decoder_widths), volume_channels)
@@ -208,7 +223,7 @@ class EffUNet(SizeChecked, nn.Module):
     ) -> None:
         chans = (in_channels, *widths)
         self.inter_blocks = nn.ModuleList(
-            ResidualBlock3d(chans[i], chans[i + 1], norm_first=False) for i in range(len(widths))
+            InterSliceBlock3d(chans[i], chans[i + 1]) for i in range(len(widths))
         )
         self.inter_pools = nn.ModuleList(nn.MaxPool3d((1, 1, f)) for f in factors)
         self.to_slices = nn.Conv3d(widths[-1], 1, 1)
@@ -233,7 +248,7 @@ class EffUNet(SizeChecked, nn.Module):
         ups, blocks = [], []
         for width, f in zip(widths[::-1], factors[::-1]):
             ups.append(nn.ConvTranspose3d(prev, prev, (1, 1, f), stride=(1, 1, f)))
-            blocks.append(ResidualBlock3d(prev + width, width, norm_first=False))
+            blocks.append(InterSliceBlock3d(prev + width, width))
             prev = width
         self.up3d = nn.ModuleList(ups)
         self.dec3d = nn.ModuleList(blocks)
@@ -262,65 +277,29 @@ class EffUNet(SizeChecked, nn.Module):
         return self.head(v)
 
 
-class PerModalityEffUNet(SizeChecked, nn.Module):
-    """One single-channel :class:`EffUNet` per input channel, sigmoid outputs averaged.
-
-    Paper 003, section 3: "We process the four modalities separately and average the
-    sigmoid outputs." ``forward`` returns ``logit(clamp(mean_prob, 1e-6, 1 - 1e-6))``
-    (computed as ``log(p) - log1p(-p)``, which exports to ONNX) so that, like every
-    bratskit model, it outputs logits for the caller's sigmoid; sigmoid(output) is the
-    averaged probability up to the clamp.
-
-    Args:
-        in_channels: modalities, one member network each.
-        **params: :class:`EffUNet` arguments other than ``in_channels``.
-    """
-
-    name = "effunet"
-
-    def __init__(self, in_channels: int, **params) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.members = nn.ModuleList(EffUNet(in_channels=1, **params) for _ in range(in_channels))
-        self.out_channels = self.members[0].out_channels
-        self._size_rule = self.members[0].size_rule
-
-    def forward(self, x_ncdhw: torch.Tensor) -> torch.Tensor:
-        """Map (N, C, D, H, W) float32 images to (N, out_channels, D, H, W) logits."""
-        if eager_checks_enabled():
-            self.check_input(x_ncdhw.shape)
-        probs = [
-            torch.sigmoid(member(x_ncdhw[:, i : i + 1])) for i, member in enumerate(self.members)
-        ]
-        p = torch.stack(probs).mean(0).clamp(_PROB_EPS, 1.0 - _PROB_EPS)
-        return torch.log(p) - torch.log1p(-p)
-
-
 def build_effunet(
     in_channels: int = 4,
     out_channels: int = 3,
-    per_modality: bool = False,
     input_depth: int | None = None,
     depth_factors: Sequence[int] | None = None,
     encoder_widths: Sequence[int] | None = None,
     decoder_widths: Sequence[int] = (256, 128, 64, 32, 16),
     volume_channels: int = 16,
     weights: str | Path | None = None,
-) -> EffUNet | PerModalityEffUNet:
-    """Build the paper-003 network: one 4-channel net, or one net per modality.
+) -> EffUNet:
+    """Build the paper-003 network (the one place of its defaults; arguments are
+    :class:`EffUNet`'s).
 
-    The one place of the network's defaults. ``per_modality=True`` is the paper's setup
-    (section 3); the other arguments are :class:`EffUNet`'s (``weights`` is loaded into
-    every member's encoder).
+    ``in_channels=1`` is one of the paper's four modality-specific networks (section 3),
+    each a member of the ``effunet`` recipe; 4 is the ``effunet-joint`` recipe's network.
     """
-    params = {
-        "out_channels": out_channels,
-        "input_depth": input_depth,
-        "depth_factors": depth_factors,
-        "encoder_widths": encoder_widths,
-        "decoder_widths": decoder_widths,
-        "volume_channels": volume_channels,
-        "weights": weights,
-    }
-    model = PerModalityEffUNet if per_modality else EffUNet
-    return model(in_channels=in_channels, **params)
+    return EffUNet(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        input_depth=input_depth,
+        depth_factors=depth_factors,
+        encoder_widths=encoder_widths,
+        decoder_widths=decoder_widths,
+        volume_channels=volume_channels,
+        weights=weights,
+    )

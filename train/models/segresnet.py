@@ -6,7 +6,9 @@ ResNet blocks (IN, ReLU, Conv, IN, ReLU, Conv, AddId) with 1-2-2-4 blocks down a
 final IN, ReLU, 1x1x1 Conv into 3 channels. Normalisation is InstanceNorm with a
 learnable affine (MONAI ``("INSTANCE", {"affine": True})``; plain ``"instance"`` would
 have no affine), which gives 18,798,627 parameters with 32 initial filters, 4 inputs
-and 3 outputs.
+and 3 outputs. Paper 004 gives no filter count (Table 1 lists the blocks, not their
+widths); 32 is the initial width of Myronenko's SegResNet (2018, 004's reference 13), the
+network MONAI's class implements.
 
 Section 3.1 attaches a projection branch "one level before the final normalization":
 here the output of the last decoder block, before MONAI's ``conv_final``. The branch

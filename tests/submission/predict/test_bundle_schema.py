@@ -59,6 +59,11 @@ BAD = [
     ),
     (("recommended", "overlap"), None, "recommended.overlap: expected a number, got null"),
     (("recommended", "ensemble"), 3, "recommended.ensemble: expected a string, got 3"),
+    (
+        ("recommended", "confidence_empty"),
+        0,
+        "recommended.confidence_empty: expected a string, got 0",
+    ),
     (("recommended", "colour"), "red", "recommended: unknown key 'colour'"),
     (("recommended",), [], "recommended: expected a mapping (a JSON object), got []"),
     (("members",), {"seg": {}}, 'members: expected a non-empty list of members, got {"seg": {}}'),

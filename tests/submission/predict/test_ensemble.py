@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from submission.predict.ensemble import (
+    confidence_members,
     confidence_scores,
     ensemble,
     ensemble_probabilities,
@@ -133,7 +134,10 @@ def test_region_masks_cache_reuses_a_region_only_for_the_same_choice():
     probs = {r: list(rng.uniform(size=(3, 4, 4, 4)).astype(np.float32)) for r in ("WT", "TC")}
     cache: dict = {}
     first = region_masks(probs, ("WT", "TC"), "confidence", {"WT": 0.5, "TC": 0.5}, 2, cache)
-    assert sorted(cache) == [("confidence", 2, "TC", 0.5), ("confidence", 2, "WT", 0.5)]
+    assert sorted(cache) == [
+        ("confidence", 2, "zero", "TC", 0.5),
+        ("confidence", 2, "zero", "WT", 0.5),
+    ]
     # one region's threshold changes: the other's mask comes from the cache, unchanged
     second = region_masks(probs, ("WT", "TC"), "confidence", {"WT": 0.5, "TC": 0.3}, 2, cache)
     np.testing.assert_array_equal(second[0], first[0])
@@ -143,3 +147,86 @@ def test_region_masks_cache_reuses_a_region_only_for_the_same_choice():
         np.testing.assert_array_equal(out[1], expected)
     assert region_masks(probs, ("WT", "TC"), "mean", {"WT": 0.5, "TC": 0.3}, None, cache).any()
     assert len(cache) == 5  # another method is another entry
+    # another confidence rule is another entry; mean has no rule, so none for it
+    thresholds = {"WT": 0.5, "TC": 0.3}
+    region_masks(probs, ("WT", "TC"), "confidence", thresholds, 2, cache, "exclude")
+    region_masks(probs, ("WT", "TC"), "mean", thresholds, None, cache, "exclude")
+    assert len(cache) == 7 and ("confidence", 2, "exclude", "TC", 0.3) in cache
+
+
+# -- the confidence of a member that segments nothing (confidence_empty) ----------------
+# Four members, two regions, threshold 0.5. Region 0: every member segments something, so
+# the three rules agree. Region 1: members 1 and 3 segment nothing.
+FOUR = np.array(
+    [
+        [[0.9, 0.9, 0.1, 0.1], [0.9, 0.7, 0.6, 0.1]],  # member 0
+        [[0.6, 0.6, 0.6, 0.1], [0.1, 0.3, 0.1, 0.0]],  # member 1: empty in region 1
+        [[0.8, 0.2, 0.2, 0.2], [0.6, 0.8, 0.7, 0.1]],  # member 2
+        [[0.7, 0.7, 0.7, 0.7], [0.4, 0.2, 0.0, 0.2]],  # member 3: empty in region 1
+    ],
+    dtype=np.float32,
+)[:, :, None, None, :]  # (N=4, R=2, 1, 1, V=4)
+
+
+def test_confidence_scores_of_empty_members_under_each_rule():
+    # region 0: mean p over the segmented voxels, the same for every rule
+    region0 = [0.9, 0.6, 0.8, 0.7]
+    # region 1: members 0 and 2 segment (0.9, 0.7, 0.6) and (0.6, 0.8, 0.7)
+    segmenting = {0: (0.9 + 0.7 + 0.6) / 3, 2: (0.6 + 0.8 + 0.7) / 3}
+    empty_scores = {
+        "zero": (0.0, 0.0),
+        "exclude": (-np.inf, -np.inf),
+        # 1 - mean p over all four voxels: 1 - 0.125 and 1 - 0.2
+        "background": (0.875, 0.8),
+    }
+    for rule, (s1, s3) in empty_scores.items():
+        scores = confidence_scores(FOUR, empty=rule)
+        np.testing.assert_allclose(scores[:, 0], region0, atol=1e-6)
+        np.testing.assert_allclose(scores[:, 1], [segmenting[0], s1, segmenting[2], s3], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("rule", "k", "chosen", "mask1"),
+    [
+        # zero: empty members rank last (0 < any segmenting score) and fill the top-k
+        ("zero", 2, [0, 2], [1, 1, 1, 0]),  # mean of 0, 2: 0.75, 0.75, 0.65, 0.1
+        ("zero", 3, [0, 2, 1], [1, 1, 0, 0]),  # + member 1: 0.533, 0.6, 0.467, 0.067
+        # exclude: only the two members that segment, even when k = 3
+        ("exclude", 2, [0, 2], [1, 1, 1, 0]),
+        ("exclude", 3, [0, 2], [1, 1, 1, 0]),
+        # background: empty members rank first (0.875, 0.8 above 0.733 and 0.7)
+        ("background", 2, [1, 3], [0, 0, 0, 0]),  # 0.25, 0.25, 0.05, 0.1
+        ("background", 3, [1, 3, 0], [0, 0, 0, 0]),  # 0.467, 0.4, 0.233, 0.1
+    ],
+)
+def test_confidence_empty_rules_choose_and_average(rule, k, chosen, mask1):
+    scores = confidence_scores(FOUR, empty=rule)
+    members_r = confidence_members(scores, k, rule)
+    np.testing.assert_array_equal(members_r[1], chosen)
+    expected1 = FOUR[chosen, 1].mean(axis=0)
+    combined = ensemble_probabilities(FOUR, "confidence", top_k=k, confidence_empty=rule)
+    np.testing.assert_allclose(combined[1], expected1, atol=1e-6)
+    masks = ensemble(FOUR, "confidence", top_k=k, confidence_empty=rule)
+    assert masks[1, 0, 0].astype(int).tolist() == mask1
+    # region 0 has no empty member: every rule picks the same members and mask
+    np.testing.assert_array_equal(members_r[0], [0, 2, 3][:k])
+    assert masks[0, 0, 0].astype(int).tolist() == [1, 1, 0, 0]
+
+
+def test_exclude_with_one_or_no_member_segmenting():
+    p = members([0.05, 0.2, 0.3], [0.9, 0.6, 0.1], [0.0, 0.4, 0.1], [0.2, 0.2, 0.2])
+    # one member segments: exclude averages it alone, zero dilutes it with member 0
+    assert voxels(ensemble(p, "confidence", confidence_empty="exclude")) == [1, 1, 0]
+    assert voxels(ensemble(p, "confidence", confidence_empty="zero")) == [0, 0, 0]  # .475, .4
+    # nobody segments: every rule averages empty members, so the region stays empty
+    empty = members([0.1, 0.2], [0.0, 0.3], [0.5, 0.0], [0.2, 0.2])
+    for rule in ("zero", "exclude", "background"):
+        assert voxels(ensemble(empty, "confidence", confidence_empty=rule)) == [0, 0]
+    np.testing.assert_array_equal(
+        confidence_members(confidence_scores(empty, empty="exclude"), 2, "exclude")[0], [0, 1]
+    )
+
+
+def test_unknown_confidence_rule_names_the_choices():
+    with pytest.raises(ValueError, match="one of zero, exclude, background, got 'never'"):
+        ensemble(members([0.5], [0.5]), "confidence", confidence_empty="never")

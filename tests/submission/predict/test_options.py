@@ -28,7 +28,16 @@ BAD = [
     ("top_k", 4, "top-k must lie in 1..3 for 3 member"),
     ("top_k", 0, "top-k must lie in 1..3"),
     ("et_threshold", -1, "ET threshold must be >= 0 voxels, got -1"),
-    ("et_replace", "edema", "ET replacement must be one of necrosis, background, got 'edema'"),
+    (
+        "et_replace",
+        "edema",
+        "ET replacement must be one of necrosis, background, empty, got 'edema'",
+    ),
+    (
+        "confidence_empty",
+        "one",
+        "confidence rule for empty members must be one of zero, exclude, background, got 'one'",
+    ),
     ("threshold", 1.0, r"thresholds must lie in \[0, 1\)"),
     ("threshold", {"WT": 0.3}, "per-region thresholds need exactly WT, TC, ET, got WT"),
     ("overlap", 1.0, r"overlap must lie in \[0, 1\), got 1.0"),
@@ -69,6 +78,12 @@ def test_none_takes_the_manifest_recommendation_and_flags_override(tmp_path):
     assert (resolved.ensemble, resolved.et_threshold, resolved.labels) == ("vote", 300, "2021")
     assert (resolved.et_replace, resolved.threshold, resolved.overlap) == ("necrosis", 0.5, 0.5)
     assert resolved.top_k is None and resolved.tta is False
+    assert resolved.confidence_empty == "zero"
+    assert (
+        PredictOptions(confidence_empty="exclude").resolve(manifest).confidence_empty == "exclude"
+    )
+    ruled = read_manifest(with_recommended_value(bundle, "confidence_empty", "background"))
+    assert PredictOptions().resolve(ruled).confidence_empty == "background"
     assert PredictOptions(et_threshold=0, labels="2023").resolve(manifest).et_threshold == 0
     with pytest.raises(ValueError, match="2030"):
         PredictOptions(labels="2030").resolve(manifest)

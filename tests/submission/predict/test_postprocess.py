@@ -78,3 +78,35 @@ def test_min_component_per_region():
 def test_rc_region_of_2024_gli_is_kept_and_tumour_wins():
     r = np.array([[1, 0, 0], [0, 0, 0], [0, 0, 0], [1, 1, 0]], bool)[:, None, None, :]
     assert postprocess(r, "2024-gli").ravel().tolist() == [2, 4, 0]
+
+
+@pytest.mark.parametrize(
+    ("rule", "labels"),
+    [
+        # after nesting, ET removed: its voxels stay TC (necrosis), also v3 and v4, which
+        # the TC model did not predict (v4 not even WT)
+        ("necrosis", [1, 1, 2, 1, 1, 0]),
+        # after nesting, ET removed with TC and WT: v1 leaves the TC its model predicted
+        ("background", [1, 0, 2, 0, 0, 0]),
+        # paper 002, 2.6: ET emptied before nesting, TC and WT are their models' own
+        ("empty", [1, 1, 2, 2, 0, 0]),
+    ],
+)
+def test_et_below_threshold_under_each_rule(rule, labels):
+    """The ET model predicts 3 voxels: v1 inside the TC model's TC, v3 inside the WT
+    model's WT only, v4 outside both; an ET threshold of 4 voxels removes them."""
+    r = regions_from(
+        [1, 1, 1, 1, 0, 0],  # WT model
+        [1, 1, 0, 0, 0, 0],  # TC model
+        [0, 1, 0, 1, 1, 0],  # ET model
+    )
+    assert postprocess(r, et_threshold=4, et_replace=rule).ravel().tolist() == labels
+    # 3 voxels are not fewer than 3: ET kept and nested (TC and WT grown) by every rule
+    kept = [1, 4, 2, 4, 4, 0]
+    assert postprocess(r, et_threshold=3, et_replace=rule).ravel().tolist() == kept
+    assert postprocess(r, et_threshold=0, et_replace=rule).ravel().tolist() == kept
+
+
+def test_unknown_et_replace_names_the_choices():
+    with pytest.raises(ValueError, match="necrosis, background, empty, got 'edema'"):
+        postprocess(regions_from([1], [1], [1]), et_threshold=4, et_replace="edema")

@@ -54,9 +54,17 @@ def test_held_out_scores_every_choice_and_stores_the_winner(labelled, tmp_path):
         "0.3,0.5",
     )
     assert table["mode"] == "held-out" and len(table["cases"]) == 6
-    # mean, vote and confidence with k = 1..3; four ET thresholds; 0.3 or 0.5 per region
-    assert len(table["candidates"]) == (2 + 3) * 4 * 2**3
-    keys = ("ensemble", "top_k", "et_threshold", "threshold")
+    # mean, vote and confidence with k = 1..3 under three rules for empty members; four ET
+    # thresholds; 0.3 or 0.5 per region
+    assert len(table["candidates"]) == (2 + 3 * 3) * 4 * 2**3
+    assert {
+        c["confidence_empty"] for c in table["candidates"] if c["ensemble"] == "confidence"
+    } == {
+        "zero",
+        "exclude",
+        "background",
+    }
+    keys = ("ensemble", "top_k", "et_threshold", "threshold", "confidence_empty")
     best = next(c for c in table["candidates"] if {k: c[k] for k in keys} == table["best"])
     current = next(
         c
@@ -68,6 +76,7 @@ def test_held_out_scores_every_choice_and_stores_the_winner(labelled, tmp_path):
     after = read_manifest(bundle).recommended
     if best["score"] > current["score"]:
         assert (after.ensemble, after.top_k, after.et_threshold) == tuple(best[k] for k in keys[:3])
+        assert after.confidence_empty == (best["confidence_empty"] or before.confidence_empty)
         thresholds = after.threshold
         if isinstance(thresholds, dict):
             thresholds = [thresholds[r] for r in ("WT", "TC", "ET")]
@@ -116,7 +125,8 @@ def test_the_choice_is_the_best_of_independently_computed_scores(labelled, tmp_p
         "0.5",
         "--dry-run",
     )
-    assert len(table["candidates"]) == 3 * 2  # mean, vote, confidence k=1; two ET thresholds
+    # mean, vote, confidence k=1 under three rules; two ET thresholds
+    assert len(table["candidates"]) == (2 + 3) * 2
     for c in table["candidates"]:
         assert c["score"] == pytest.approx(scores[c["et_threshold"]], abs=1e-9)
     winner = max(scores, key=lambda t: (round(scores[t], 10), -t))
@@ -125,6 +135,7 @@ def test_the_choice_is_the_best_of_independently_computed_scores(labelled, tmp_p
         "top_k": None,
         "et_threshold": winner,
         "threshold": [0.5] * 3,
+        "confidence_empty": None,
     }
 
 
@@ -235,6 +246,14 @@ def test_write_recommended_stores_the_best_candidate(tmp_path):
     }
     write_recommended(result, manifest, bundle)
     assert read_manifest(bundle).recommended == Recommended("vote", None, 100, threshold=0.4)
+    # a confidence rule and the ET replacement scored with are stored with the winner
+    ruled = Candidate("confidence", 2, 400, (0.5,) * 3, "exclude")
+    result.dice = {current: [[0.8, 0.7, 0.6]], ruled: [[1, 1, 1]]}
+    result.et_replace = "empty"
+    write_recommended(result, manifest, bundle)
+    assert read_manifest(bundle).recommended == Recommended(
+        "confidence", 2, 400, et_replace="empty", confidence_empty="exclude"
+    )
 
 
 def test_write_recommended_refuses_a_candidate_the_bundle_cannot_take(tmp_path):
@@ -249,3 +268,55 @@ def test_write_recommended_refuses_a_candidate_the_bundle_cannot_take(tmp_path):
     with pytest.raises(BundleError, match="recommended.top_k: top-k must lie in 1..3"):
         write_recommended(result, read_manifest(bundle), bundle)
     assert (bundle / "manifest.json").read_bytes() == before
+
+
+def test_confidence_rules_and_et_replace_score_what_predict_then_evaluate_give(labelled, tmp_path):
+    """tune --et-replace empty --confidence-empty exclude,background: each confidence rule
+    (k = 2 of 3 members) with every ET removed (a threshold above any ET; the bundle's 0 is
+    scored too) scores what
+    ``predict`` with the same flags then ``evaluate`` give; the rule and the ET replacement
+    reach the engine, and the ET replacement changes TC."""
+    bundle = channel_bundle(tmp_path / "b")
+    et = ("--et-threshold", 100000)
+    tuned = ("--et-thresholds", "100000", "--probability-thresholds", "0.5", "--dry-run")
+    result, table = tune(
+        bundle,
+        labelled,
+        tmp_path / "tune.json",
+        *tuned,
+        "--et-replace",
+        "empty",
+        "--confidence-empty",
+        "exclude,background",
+    )
+    assert table["et_replace"] == "empty" and "ET below the ET threshold: empty" in result.stdout
+    rules = {c["confidence_empty"] for c in table["candidates"] if c["ensemble"] == "confidence"}
+    assert rules == {"exclude", "background"}
+    for rule in ("exclude", "background"):
+        scored = next(
+            c
+            for c in table["candidates"]
+            if (c["ensemble"], c["top_k"], c["confidence_empty"], c["et_threshold"])
+            == ("confidence", 2, rule, 100000)
+        )
+        flags = ("--ensemble", "confidence", "--top-k", 2, "--confidence-empty", rule, *et)
+        score = predict_and_evaluate(
+            bundle, labelled, tmp_path / rule, *flags, "--et-replace", "empty"
+        )
+        assert scored["score"] == pytest.approx(score, abs=1e-9)
+    necrosis = predict_and_evaluate(bundle, labelled, tmp_path / "necrosis", *et)
+    _, plain = tune(bundle, labelled, tmp_path / "plain.json", *tuned)
+    mean = next(
+        c for c in plain["candidates"] if (c["ensemble"], c["et_threshold"]) == ("mean", 100000)
+    )
+    assert plain["et_replace"] == "necrosis" and mean["score"] == pytest.approx(necrosis, abs=1e-9)
+    emptied = next(
+        c for c in table["candidates"] if (c["ensemble"], c["et_threshold"]) == ("mean", 100000)
+    )
+    assert emptied["dice"]["TC"] != pytest.approx(mean["dice"]["TC"], abs=1e-6)
+
+
+def test_unknown_confidence_rule_is_a_usage_error(labelled, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    result = bratskit("tune", bundle, "--data", labelled, "--confidence-empty", "zero,never")
+    assert result.returncode == 2 and "zero, exclude, background" in result.stderr
