@@ -143,7 +143,7 @@ class TuneResult:
         ranked = sorted(self.dice, key=lambda c: -self.score(c))
         rows = ranked[:top] + ([self.current] if self.current not in ranked[:top] else [])
         best = self.best
-        width = 46 + 4 * max(0, len(self.regions) - 3)
+        width = 52 + 4 * max(0, len(self.regions) - 3)
         heads = "".join(f" {r:>7}" for r in (*self.regions, "mean"))
         lines = [f"{'rank':>4}  {'candidate':<{width}}{heads}"]
         for c in rows:
