@@ -19,7 +19,6 @@ carries (``efficientnet-b0-355c32eb.pth``: its sha256 starts with 355c32eb).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import sys
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from submission.predict.bundle import sha256_file
 from train.models.effnet_weights import (
     HEAD_PREFIXES,
     check_encoder_state,
@@ -36,15 +36,6 @@ from train.models.effnet_weights import (
 from train.models.effunet import build_encoder
 
 _HUB_NAME = re.compile(r"-([0-9a-f]{8,})\.\w+$")
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert(source: Path, out: Path) -> int:
@@ -73,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="downloaded EfficientNet-B0 .pth file")
     parser.add_argument("out", type=Path, help="converted file for arch_params.weights")
     args = parser.parse_args(argv)
-    digest = sha256(args.source)
+    digest = sha256_file(args.source)
     print(f"{args.source}: sha256 {digest}")
     hub = _HUB_NAME.search(args.source.name)
     if hub and not digest.startswith(hub.group(1)):

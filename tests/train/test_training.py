@@ -136,6 +136,10 @@ def test_torchrun_two_cpu_processes_train_one_fold(synth_train, tmp_path):
     result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "distributed training: 2 processes, backend gloo" in result.stderr
+    # the recipe's batch of 2 is the global batch: one sample per process (issue 16)
+    assert "batch 2 per optimiser step: 2 process(es) x 1 accumulation step(s) x 1" in (
+        result.stderr
+    )
     fold_dir = run / "seg" / "fold0"
     assert sorted(p.name for p in fold_dir.glob("*.pt")) == ["best.pt", "last.pt"]
     assert epochs_logged(fold_dir) == [1]
