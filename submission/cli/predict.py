@@ -59,7 +59,7 @@ def bundle_command(
     "--confidence-empty",
     type=click.Choice(CONFIDENCE_EMPTY),
     help="Confidence of a member that segments nothing: zero (ranked last), exclude (left "
-    "out unless all are empty) or background (mean 1-p, ranked first) [bundle's, zero].",
+    "out unless all are empty) or background (mean 1-p, ranked first) [bundle's, exclude].",
 )
 @click.option("--et-threshold", type=click.IntRange(0), help="ET minimum voxels [bundle's].")
 @click.option(

@@ -69,7 +69,7 @@ from submission.predict.members import (
     Member,
     member_from_dict,
 )
-from submission.predict.options import RECOMMENDABLE, check_option
+from submission.predict.options import DEFAULT_CONFIDENCE_EMPTY, RECOMMENDABLE, check_option
 from submission.predict.preprocess import Preprocessing
 from submission.tasks import TASKS, get_task
 
@@ -103,7 +103,7 @@ class Recommended:
     et_replace: str = "necrosis"
     threshold: float | dict[str, float] = 0.5
     overlap: float = 0.5
-    confidence_empty: str = "zero"
+    confidence_empty: str = DEFAULT_CONFIDENCE_EMPTY
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ region's threshold, in every method, so the three agree on what "segments" means
 The paper does not say what the confidence of a member that segments nothing is (its
 segmented region has no average). ``confidence_empty`` chooses:
 
-    ``zero``        (default) its confidence is 0. A member that segments something scores
+    ``zero``        its confidence is 0. A member that segments something scores
                     above the threshold (each voxel it segments does), so empty members
                     rank last and fill the top-k only when fewer than k members segment.
                     On a case without ET this picks the members with false-positive ET.
-    ``exclude``     empty members take no part unless every member is empty: the average
+    ``exclude``     (default) empty members take no part unless every member is empty: the average
                     is over the top-k members that segment something, so fewer than k when
                     fewer than k segment (one member that segments decides alone); when all
                     are empty, over the first k (all at or below the threshold).
@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from submission.predict.options import (
+    DEFAULT_CONFIDENCE_EMPTY,
     check_confidence_empty,
     check_ensemble,
     check_thresholds,
@@ -65,7 +66,9 @@ def _check(probs_nrdhw: np.ndarray) -> None:
 
 
 def confidence_scores(
-    probs_nrdhw: np.ndarray, threshold: float | Sequence[float] = 0.5, empty: str = "zero"
+    probs_nrdhw: np.ndarray,
+    threshold: float | Sequence[float] = 0.5,
+    empty: str = DEFAULT_CONFIDENCE_EMPTY,
 ) -> np.ndarray:
     """Paper 004 (3.2) confidence of each member for each region.
 
@@ -103,7 +106,9 @@ def top_k_members(scores_nr: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores_nr, axis=0, kind="stable")[:k].T
 
 
-def confidence_members(scores_nr: np.ndarray, k: int, empty: str = "zero") -> list[np.ndarray]:
+def confidence_members(
+    scores_nr: np.ndarray, k: int, empty: str = DEFAULT_CONFIDENCE_EMPTY
+) -> list[np.ndarray]:
     """Per region, the indices of the members the confidence ensemble averages: the top k
     of :func:`top_k_members`, less, for ``exclude``, the empty members (-inf) among them
     unless all of them are empty."""
@@ -121,7 +126,7 @@ def ensemble_probabilities(
     method: str = "mean",
     threshold: float | Sequence[float] = 0.5,
     top_k: int | None = None,
-    confidence_empty: str = "zero",
+    confidence_empty: str = DEFAULT_CONFIDENCE_EMPTY,
 ) -> np.ndarray:
     """Combine members into one score per voxel and region, before thresholding.
 
@@ -153,7 +158,7 @@ def ensemble(
     method: str = "mean",
     threshold: float | Sequence[float] = 0.5,
     top_k: int | None = None,
-    confidence_empty: str = "zero",
+    confidence_empty: str = DEFAULT_CONFIDENCE_EMPTY,
 ) -> np.ndarray:
     """Region masks of a fold ensemble.
 
@@ -182,7 +187,7 @@ def region_masks(
     thresholds: Mapping[str, float],
     top_k: int | None = None,
     cache: dict[tuple, np.ndarray] | None = None,
-    confidence_empty: str = "zero",
+    confidence_empty: str = DEFAULT_CONFIDENCE_EMPTY,
 ) -> np.ndarray:
     """The ensemble's region masks from each member's probabilities per region: what the
     engine segments with and what ``bratskit tune`` scores.

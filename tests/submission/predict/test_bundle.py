@@ -57,7 +57,7 @@ def test_summary_is_what_bundle_json_prints(tmp_path):
             "et_replace": "necrosis",
             "threshold": 0.5,
             "overlap": 0.5,
-            "confidence_empty": "zero",
+            "confidence_empty": "exclude",
         },
     }
 

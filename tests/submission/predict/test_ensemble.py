@@ -50,7 +50,7 @@ def test_single_member_is_its_own_thresholded_map(method):
 
 def test_confidence_scores_are_mean_prob_over_segmented_voxels():
     p = members([0.9, 0.7, 0.2, 0.1], [0.6, 0.3, 0.3, 0.3], [0.4, 0.4, 0.1, 0.0])
-    scores = confidence_scores(p)
+    scores = confidence_scores(p, empty="zero")
     # member 0: mean(0.9, 0.7) = 0.8; member 1: 0.6; member 2 segments nothing -> 0
     np.testing.assert_allclose(scores[:, 0], [0.8, 0.6, 0.0], atol=1e-6)
 
@@ -76,10 +76,15 @@ def test_confidence_ties_go_to_earlier_member():
 
 def test_confidence_with_members_that_predict_nothing():
     p = members([0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.9, 0.2, 0.8])
-    # confidences 0, 0, 0.85: k = 2 -> member 2 and, by order among the zeros, member 0
-    np.testing.assert_array_equal(top_k_members(confidence_scores(p), 2), [[2, 0]])
-    np.testing.assert_allclose(ensemble_probabilities(p, "confidence")[0, 0, 0], [0.5, 0.2, 0.55])
-    assert voxels(ensemble(p, "confidence")) == [0, 0, 1]
+    # zero: confidences 0, 0, 0.85: k = 2 -> member 2 and, by order among the zeros, member 0
+    zero = {"confidence_empty": "zero"}
+    np.testing.assert_array_equal(top_k_members(confidence_scores(p, empty="zero"), 2), [[2, 0]])
+    np.testing.assert_allclose(
+        ensemble_probabilities(p, "confidence", **zero)[0, 0, 0], [0.5, 0.2, 0.55]
+    )
+    assert voxels(ensemble(p, "confidence", **zero)) == [0, 0, 1]
+    # exclude (the default): member 2 alone segments, so it decides alone
+    np.testing.assert_allclose(ensemble_probabilities(p, "confidence")[0, 0, 0], [0.9, 0.2, 0.8])
     # nobody predicts anything: empty output for every method
     empty = members([0.1, 0.2], [0.0, 0.3])
     for method in ("mean", "vote", "confidence"):
@@ -135,8 +140,8 @@ def test_region_masks_cache_reuses_a_region_only_for_the_same_choice():
     cache: dict = {}
     first = region_masks(probs, ("WT", "TC"), "confidence", {"WT": 0.5, "TC": 0.5}, 2, cache)
     assert sorted(cache) == [
-        ("confidence", 2, "zero", "TC", 0.5),
-        ("confidence", 2, "zero", "WT", 0.5),
+        ("confidence", 2, "exclude", "TC", 0.5),
+        ("confidence", 2, "exclude", "WT", 0.5),
     ]
     # one region's threshold changes: the other's mask comes from the cache, unchanged
     second = region_masks(probs, ("WT", "TC"), "confidence", {"WT": 0.5, "TC": 0.3}, 2, cache)
@@ -149,9 +154,9 @@ def test_region_masks_cache_reuses_a_region_only_for_the_same_choice():
     assert len(cache) == 5  # another method is another entry
     # another confidence rule is another entry; mean has no rule, so none for it
     thresholds = {"WT": 0.5, "TC": 0.3}
-    region_masks(probs, ("WT", "TC"), "confidence", thresholds, 2, cache, "exclude")
-    region_masks(probs, ("WT", "TC"), "mean", thresholds, None, cache, "exclude")
-    assert len(cache) == 7 and ("confidence", 2, "exclude", "TC", 0.3) in cache
+    region_masks(probs, ("WT", "TC"), "confidence", thresholds, 2, cache, "zero")
+    region_masks(probs, ("WT", "TC"), "mean", thresholds, None, cache, "zero")
+    assert len(cache) == 7 and ("confidence", 2, "zero", "TC", 0.3) in cache
 
 
 # -- the confidence of a member that segments nothing (confidence_empty) ----------------

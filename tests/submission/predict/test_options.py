@@ -78,10 +78,8 @@ def test_none_takes_the_manifest_recommendation_and_flags_override(tmp_path):
     assert (resolved.ensemble, resolved.et_threshold, resolved.labels) == ("vote", 300, "2021")
     assert (resolved.et_replace, resolved.threshold, resolved.overlap) == ("necrosis", 0.5, 0.5)
     assert resolved.top_k is None and resolved.tta is False
-    assert resolved.confidence_empty == "zero"
-    assert (
-        PredictOptions(confidence_empty="exclude").resolve(manifest).confidence_empty == "exclude"
-    )
+    assert resolved.confidence_empty == "exclude"  # the measured default
+    assert PredictOptions(confidence_empty="zero").resolve(manifest).confidence_empty == "zero"
     ruled = read_manifest(with_recommended_value(bundle, "confidence_empty", "background"))
     assert PredictOptions().resolve(ruled).confidence_empty == "background"
     assert PredictOptions(et_threshold=0, labels="2023").resolve(manifest).et_threshold == 0
