@@ -67,7 +67,11 @@ def _regions(value: str | None) -> tuple[str, ...] | None:
     "(gli-2021 default; gli-post, met, ped, men, men-rt, ...; see the README's tasks).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Override the global batch (samples per optimiser step, split across torchrun processes).",
+)
 @click.option("--workers", type=click.IntRange(min=0), help="Data-loader worker processes.")
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
