@@ -258,7 +258,7 @@ def load_member(checkpoint: FoldCheckpoint) -> LoadedMember:
     """
     payload = read_checkpoint(checkpoint)
     member = checkpoint.member
-    params = {k: v for k, v in member.arch_params.items() if k not in _TRAINING_ONLY_PARAMS}
+    params = {k: v for k, v in member.model_params().items() if k not in _TRAINING_ONLY_PARAMS}
     try:
         net = build_member_model(replace(member, arch_params=params))
         net.load_state_dict(payload["model"])
@@ -267,9 +267,6 @@ def load_member(checkpoint: FoldCheckpoint) -> LoadedMember:
         raise RunError(
             f"{checkpoint.path}: the weights do not fit {member.arch} {params}: {first}"
         ) from None
-    params.setdefault("out_channels", len(member.regions))
-    if member.channels is not None:
-        params.setdefault("in_channels", len(member.channels))
     if hasattr(net, "without_projection"):
         params["projection"] = False  # the exported network has no training-only branch
     return LoadedMember(

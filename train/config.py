@@ -132,6 +132,17 @@ class MemberConfig:
         if len(self.crop) != 3 or min(self.crop) < 1:
             raise ConfigError(f"{self.key}.crop must be three positive sizes, got {self.crop}")
 
+    def model_params(self) -> dict[str, Any]:
+        """Keyword arguments of the member's network: ``arch_params`` with ``out_channels``
+        (the member's region count) and, for a member with its own ``channels``,
+        ``in_channels`` filled in where the recipe leaves them out. What training builds,
+        export rebuilds and records, and ``--describe`` counts."""
+        params = dict(self.arch_params)
+        params.setdefault("out_channels", len(self.regions))
+        if self.channels is not None:
+            params.setdefault("in_channels", len(self.channels))
+        return params
+
 
 @dataclass(frozen=True)
 class TrainConfig:

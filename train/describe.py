@@ -42,8 +42,7 @@ def describe_recipe(config: TrainConfig) -> str:
         scratch = from_scratch_warning(member.arch, member.arch_params)
         if scratch is not None:
             lines.append(f"  WARNING: {scratch}")
-        params = dict(member.arch_params)
-        params.setdefault("out_channels", len(member.regions))
+        params = member.model_params()
         params.setdefault("in_channels", len(channels))
         params.pop("weights", None)  # the shapes do not need the file
         with torch.device("meta"):

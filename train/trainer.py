@@ -69,10 +69,7 @@ class TrainStep(torch.nn.Module):
 
 def build_member_model(member: MemberConfig, checkpointing: bool = False) -> torch.nn.Module:
     """The member's network, with activation checkpointing when asked and supported."""
-    params = dict(member.arch_params)
-    params.setdefault("out_channels", len(member.regions))
-    if member.channels is not None:
-        params.setdefault("in_channels", len(member.channels))
+    params = member.model_params()
     if checkpointing:
         params["checkpoint"] = True
     model = build_model(member.arch, **params)
