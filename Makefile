@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Extras the tests need. torch is installed first, pinned to the CPU build, so that the
 # train extra's "torch>=2.3" is already met and pip does not pull several GB of CUDA
 # packages; on a GPU machine with its own CUDA torch, run `make install TORCH_CPU=`.
-EXTRAS ?= train,eval,dev,cpu,export
+EXTRAS ?= train,eval,dev,cpu,export,import
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 comma := ,
@@ -44,6 +44,7 @@ $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(if $(TORCH_CPU),$(BIN)/python -m pip install -q "$(TORCH_CPU)")
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(if $(findstring import,$(EXTRAS)),$(BIN)/python -m pip install -q --no-deps -r requirements/import-nodeps.txt)
 	touch $@
 
 install: $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS))
