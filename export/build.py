@@ -6,7 +6,7 @@ with the run folder's name (``runA-seg``). Runs are combined only when they shar
 preprocessing and the label scheme; a localisation stage's window is the stage-2 crop
 and must agree between runs. The manifest is checked (every region covered, ...) before
 anything is exported, and the finished bundle is read back with
-:func:`submission.predict.bundle.load_bundle` (sha256 verified) before it replaces ``--out``.
+:func:`submission.predict.bundle_files.load_bundle` (sha256 verified) before it replaces ``--out``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,8 @@ from export.recommended import recommended_for
 from export.runs import FoldCheckpoint, TrainingRun, load_member, read_run
 from export.staging import check_output, staged_folder
 from submission.brats import MODALITIES, SCHEMES
-from submission.predict.bundle import (
-    BundleError,
-    Manifest,
-    Recommended,
-    load_bundle,
-    write_manifest,
-)
+from submission.predict.bundle import BundleError, Manifest, Recommended, write_manifest
+from submission.predict.bundle_files import load_bundle
 from submission.predict.members import Member, ModelFile
 from submission.predict.preprocess import Preprocessing
 from submission.predict.sliding_window import SizeRule

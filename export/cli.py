@@ -86,7 +86,8 @@ def export(runs, out, formats, opset, fp16, force, labels, onnx_files, info, **i
     bratskit export --onnx FILE [FILE ...] --regions TC,WT,ET --outputs logits --out BUNDLE
     bratskit export --info BUNDLE
     """
-    from submission.predict.bundle import describe, load_bundle
+    from submission.predict.bundle_description import describe
+    from submission.predict.bundle_files import load_bundle
 
     given = {k: v is not None for k, v in import_opts.items()}
     given |= {"formats": formats is not None, "opset": opset is not None, "fp16": fp16}

@@ -56,7 +56,7 @@ from export.parity import (
     onnx_forward,
     torchscript_forward,
 )
-from submission.predict.bundle import sha256_file
+from submission.predict.bundle_files import sha256_file
 from submission.predict.members import ModelFile
 from submission.predict.sliding_window import SizeRule
 

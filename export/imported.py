@@ -29,7 +29,8 @@ from export.errors import RunError
 from export.parity import onnx_session, session_forward, synthetic_case, tumour_window
 from export.staging import check_output, staged_folder
 from submission.brats import MODALITIES, SCHEMES, TUMOUR_REGIONS
-from submission.predict.bundle import Manifest, load_bundle, sha256_file, write_manifest
+from submission.predict.bundle import Manifest, write_manifest
+from submission.predict.bundle_files import load_bundle, sha256_file
 from submission.predict.members import OUTPUT_KINDS, Member, ModelFile
 from submission.predict.preprocess import Preprocessing
 from submission.predict.sliding_window import SizeRule

@@ -23,14 +23,8 @@ from export.convert import ProbabilityModel, inference_model
 from export.errors import RunError
 from submission.predict.preprocess import Preprocessing
 from submission.predict.sliding_window import SizeRule
-from train.config import (
-    ConfigError,
-    MemberConfig,
-    TrainConfig,
-    load_config,
-    member_from_dict,
-    recipe_names,
-)
+from train.config import ConfigError, MemberConfig, TrainConfig
+from train.recipe_files import load_config, member_from_dict, recipe_names
 from train.trainer import CHECKPOINT_VERSION, build_member_model
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ def build_bundles(out: Path, filters: int, folds: int) -> tuple[Path, Path]:
     import torch
 
     from export.convert import export_onnx, export_torchscript
-    from submission.predict.bundle import read_manifest, sha256_file, write_manifest
+    from submission.predict.bundle import read_manifest, write_manifest
+    from submission.predict.bundle_files import sha256_file
     from submission.predict.members import ModelFile
     from train.models import build_model
 

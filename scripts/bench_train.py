@@ -35,9 +35,9 @@ from submission.predict.tumour_window import extract_window
 from submission.workbench.synth import write_synthetic_dataset
 from train.augment import augment, random_crop_start
 from train.cache import build_cache, training_cases
-from train.config import load_config
 from train.distributed import resolve_amp, resolve_device
 from train.losses import barlow_twins, get_loss
+from train.recipe_files import load_config
 from train.run import RunRequest, train_run
 from train.trainer import TrainStep, build_member_model, make_optimizer
 from train.validation import autocast

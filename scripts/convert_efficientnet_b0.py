@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from submission.predict.bundle import sha256_file
+from submission.predict.bundle_files import sha256_file
 from train.models.effnet_weights import (
     HEAD_PREFIXES,
     check_encoder_state,

@@ -27,7 +27,7 @@ import numpy as np
 from submission.brats import labels_to_regions
 from submission.evaluation import evaluate_folders
 from submission.io.nifti import read_label_map, write_label_map
-from submission.predict.options import ENSEMBLE_METHODS
+from submission.predict.options import PAPER_ENSEMBLES
 from submission.predict.postprocess import postprocess
 
 ET_THRESHOLDS = (0, 100, 400, 600)
@@ -67,7 +67,7 @@ def main() -> None:
     tuned = tuple(opts.tuned.split(",")) if opts.tuned else None
     thresholds = sorted({*ET_THRESHOLDS, *([int(tuned[1])] if tuned else [])})
     results = {}
-    for method in ENSEMBLE_METHODS:
+    for method in PAPER_ENSEMBLES:
         for t in thresholds:
             folder = opts.pred / method
             if t:
@@ -82,14 +82,14 @@ def main() -> None:
     lines = [
         "Held-out cases, 2021 metrics (CaPTk), per region: mean +- std, median [q25, q75]",
         "",
-        f"{'region':<6} {'ET thr':>6} | " + " | ".join(f"{m:^35}" for m in ENSEMBLE_METHODS),
+        f"{'region':<6} {'ET thr':>6} | " + " | ".join(f"{m:^35}" for m in PAPER_ENSEMBLES),
     ]
     for metric, fmt in (("dice", "{:.3f}"), ("hd95", "{:.1f}")):
         lines.append(f"-- {metric.upper()}")
         for region in ("WT", "TC", "ET"):
             for t in thresholds:
                 cells = []
-                for m in ENSEMBLE_METHODS:
+                for m in PAPER_ENSEMBLES:
                     s = results[(m, t)][region][metric]
                     mean, std, median, q25, q75 = (fmt.format(s[k]) for k in STATS)
                     cell = f"{mean}+-{std} {median} [{q25}, {q75}]"

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from submission.evaluation import evaluate_folders
-from train.config import load_config
+from train.recipe_files import load_config
 
 BRATSKIT = [sys.executable, "-m", "submission"]
 REGIONS = ("WT", "TC", "ET")

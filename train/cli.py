@@ -112,8 +112,8 @@ def train(
     """K-fold training of a recipe: resunet-localization, segresnet-redundancy, effunet,
     effunet-joint, tiny."""
     try:
-        from train.config import load_config
         from train.describe import describe_recipe
+        from train.recipe_files import load_config
         from train.run import RunRequest, train_run
     except ModuleNotFoundError as exc:
         raise UnavailableError(

@@ -1,4 +1,5 @@
-"""Training recipes: frozen dataclasses loaded from YAML, CLI overrides, saved with the run.
+"""Training recipes: frozen dataclasses, checked as they are built (loaded from YAML with
+CLI overrides and saved with the run by :mod:`train.recipe_files`).
 
 A recipe names the method it follows (``resunet-localization`` is paper 002,
 ``segresnet-redundancy`` paper 004, ``effunet`` paper 003 and ``effunet-joint`` its
@@ -12,19 +13,16 @@ Its ``recommended:`` block holds the ensemble and post-processing defaults its p
 gives; they travel in the run's ``config.yaml`` into the bundle's manifest.
 
 The papers' recipes are written for the 2021 task (WT, TC and ET from four modalities).
-``bratskit train --task T`` retargets one to another BraTS task (:meth:`TrainConfig.for_task`):
-the members predict the task's regions from the task's modalities, so every recipe serves
-every task without a copy per task.
+``bratskit train --task T`` retargets one to another BraTS task (:meth:`TrainConfig.for_task`,
+:mod:`train.retarget`): the members predict the task's regions from the task's modalities,
+so every recipe serves every task without a copy per task.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from submission.brats import MODALITIES, TUMOUR_REGIONS, get_scheme
 from submission.exit_codes import BadValueError
@@ -32,13 +30,9 @@ from submission.predict.bundle import Recommended
 from submission.predict.members import STAGES
 from submission.predict.options import RECOMMENDABLE, check_option
 from submission.predict.preprocess import Preprocessing
-from submission.tasks import Task, get_task
+from submission.tasks import get_task
 from train.augment import AugmentConfig
 
-RECIPE_DIR = Path(__file__).parent / "recipes"
-#: The voxel size (mm) members of a native-space task train at: the 1 mm of BraTS space,
-#: which the papers' networks and crops are sized for (a recipe may set another).
-NATIVE_TRAINING_SPACING = (1.0, 1.0, 1.0)
 SAMPLINGS = ("random", "tumour", "centre")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("none", "plateau", "cosine")
@@ -255,62 +249,18 @@ class TrainConfig:
         return dict.fromkeys(self.optional_channels, "zero")
 
     def for_task(self, name: str) -> TrainConfig:
-        """This recipe retargeted to a BraTS task (``bratskit train --task``).
-
-        Each member keeps its network, loss and schedule and changes only what it
-        predicts from what:
-
-        * a member of every 2021 region (WT, TC, ET) predicts every region of the task
-          (WT, TC, ET and RC for gli-post; GTV alone for MEN-RT);
-        * a single-region member keeps its region where the task has it; WT becomes the
-          task's outermost region (GTV), and the regions the task lacks lose their
-          members (MEN-RT has no TC or ET model);
-        * a region of the task that no member predicts (RC, CC) gets a member of its
-          own, a copy of the outermost region's member (paper 002 trains one network per
-          region, section 2.2);
-        * a task in native space (MET, MEN-RT: any spacing) trains at
-          :data:`NATIVE_TRAINING_SPACING` unless the recipe sets ``preprocessing.spacing``:
-          the cache resamples every case to it, and the bundle's manifest tells the
-          runtime to resample inputs the same way;
-        * a member with its own ``channels`` (003's single-modality networks) is dropped
-          when the task lacks one of them (MEN-RT keeps only the t1c member) or has them
-          only as optional modalities (MET's t2w member could not predict the cases
-          without t2w);
-        * ``in_channels`` is the member's channel count (the task's modality count for a
-          member of all channels) and ``out_channels`` the member's region count;
-          per-region thresholds follow the regions (a new region takes 0.5) and a task
-          without ET has no ET minimum volume.
+        """This recipe retargeted to a BraTS task (``bratskit train --task``): the members
+        predict the task's regions from its modalities, by the rules of
+        :func:`train.retarget.retarget`.
 
         Raises:
             TaskError: an unknown task.
             ConfigError: a recipe already retargeted to another task, or none of whose
                 members can read the task's modalities.
         """
-        task = get_task(name)
-        if self.task is not None and self.task != task.name:
-            raise ConfigError(f"recipe {self.name!r} is already for task {self.task}")
-        if self.task == task.name:
-            return self
-        members = _retarget_members(_members_for_channels(self, task), task)
-        members = tuple(
-            dataclasses.replace(
-                m,
-                arch_params={
-                    **m.arch_params,
-                    "in_channels": len(m.channels or task.channels),
-                    **({"out_channels": len(m.regions)} if "out_channels" in m.arch_params else {}),
-                },
-            )
-            for m in members
-        )
-        recommended = _retarget_recommended(self.recommended, task)
-        preprocessing = self.preprocessing
-        if task.geometry == "native" and preprocessing.spacing is None:
-            preprocessing = dataclasses.replace(preprocessing, spacing=NATIVE_TRAINING_SPACING)
-        return dataclasses.replace(
-            self, task=task.name, label_scheme=task.scheme, members=members,
-            recommended=recommended, preprocessing=preprocessing,
-        )  # fmt: skip
+        from train.retarget import retarget
+
+        return retarget(self, name)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``config.yaml`` in the run."""
@@ -348,136 +298,6 @@ def _check_member_channels(
             f"{len(member.channels)} channel(s) ({', '.join(member.channels)}): set "
             f"in_channels: {len(member.channels)} or leave it out"
         )
-
-
-def _members_for_channels(config: TrainConfig, task: Task) -> tuple[MemberConfig, ...]:
-    """The members that can read the task's cases (see :meth:`TrainConfig.for_task`)."""
-
-    def readable(member: MemberConfig) -> bool:
-        if member.channels is None:
-            return True
-        present = all(c in task.channels for c in member.channels)
-        return present and not all(c in task.optional for c in member.channels)
-
-    kept = tuple(m for m in config.members if readable(m))
-    if not any(m.stage == "segmentation" for m in kept):
-        raise ConfigError(
-            f"no member of recipe {config.name!r} reads task {task.name}'s modalities "
-            f"({', '.join(task.channels)}): give a member channels the task has"
-        )
-    return kept
-
-
-def _retarget_members(members: tuple[MemberConfig, ...], task: Task) -> tuple[MemberConfig, ...]:
-    """:meth:`TrainConfig.for_task`'s region rules, member by member."""
-    outer = task.label_scheme.outermost
-
-    def regions_of(member: MemberConfig) -> tuple[str, ...]:
-        if set(member.regions) == set(TUMOUR_REGIONS):
-            return task.regions
-        mapped = (outer if r == "WT" else r for r in member.regions)
-        return tuple(dict.fromkeys(r for r in mapped if r in task.regions))
-
-    kept = [dataclasses.replace(m, regions=regions_of(m)) for m in members if regions_of(m)]
-    covered = {r for m in kept if m.stage == "segmentation" for r in m.regions}
-    template = next((m for m in kept if m.stage == "segmentation" and m.regions == (outer,)), None)
-    for region in (r for r in task.regions if r not in covered):
-        if template is None:
-            raise ConfigError(f"no member of the recipe can be copied to predict {region}")
-        suffix = region.lower()
-        key = template.key.replace(outer.lower(), suffix)
-        kept.append(
-            dataclasses.replace(
-                template, key=key if key != template.key else f"{key}-{suffix}", regions=(region,)
-            )
-        )
-    return tuple(kept)
-
-
-def _retarget_recommended(recommended: Recommended, task: Task) -> Recommended:
-    """The recipe's defaults on the task's regions (see :meth:`TrainConfig.for_task`)."""
-    threshold = recommended.threshold
-    if isinstance(threshold, dict):
-        outer = task.label_scheme.outermost
-        renamed = {outer if r == "WT" else r: v for r, v in threshold.items()}
-        threshold = {r: renamed.get(r, 0.5) for r in task.regions}
-    et_threshold = recommended.et_threshold if task.label_scheme.has_enhancing else 0
-    return dataclasses.replace(recommended, threshold=threshold, et_threshold=et_threshold)
-
-
-def recipe_names() -> list[str]:
-    """Names of the recipes shipped in ``train/recipes``."""
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
-
-
-def load_config(name_or_file: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Load a shipped recipe by name, or a YAML file, then apply top-level overrides.
-
-    Raises:
-        ConfigError: unknown recipe, unreadable YAML, unknown or invalid keys.
-    """
-    path = Path(name_or_file)
-    if not path.suffix:
-        path = RECIPE_DIR / f"{name_or_file}.yaml"
-        if not path.is_file():
-            raise ConfigError(
-                f"unknown recipe {name_or_file!r}; choose one of {', '.join(recipe_names())} "
-                "or give a YAML file"
-            )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"recipe {path} must be a YAML mapping")
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return config_from_dict(raw)
-
-
-def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
-    """Build a :class:`TrainConfig` from plain data (a parsed YAML file or a checkpoint)."""
-    raw = dict(raw)
-    if raw.get("amp") is False:  # YAML 1.1 reads a bare `off` as false
-        raw["amp"] = "off"
-    try:
-        members = tuple(member_from_dict(m) for m in raw.pop("members"))
-        raw["preprocessing"] = Preprocessing(**raw.get("preprocessing", {}))
-        raw["augment"] = AugmentConfig(**raw.get("augment", {}))
-        raw["recommended"] = _build(Recommended, raw.get("recommended") or {})
-        return _build(TrainConfig, raw, members=members)
-    except KeyError as exc:
-        raise ConfigError(f"recipe lacks required key {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid recipe: {exc}") from None
-
-
-def save_config(config: TrainConfig, path: Path) -> None:
-    """Write the resolved config as YAML."""
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def member_from_dict(raw: dict[str, Any]) -> MemberConfig:
-    """Build a :class:`MemberConfig` from a recipe entry or a checkpoint's ``member`` dict.
-
-    Raises:
-        ConfigError: unknown or invalid keys. A missing required key raises KeyError.
-    """
-    raw = dict(raw)
-    raw["regions"] = tuple(r.upper() for r in raw["regions"])
-    raw["crop"] = tuple(raw.get("crop", (128, 128, 128)))
-    if raw.get("channels") is not None:
-        channels = raw["channels"]
-        raw["channels"] = (channels,) if isinstance(channels, str) else tuple(channels)
-    raw["optimizer"] = _build(OptimConfig, raw.get("optimizer", {}))
-    return _build(MemberConfig, raw)
-
-
-def _build(cls, raw: dict[str, Any], **extra):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {cls.__name__}")
-    return cls(**{**raw, **extra})
 
 
 def _check_recommended(config: TrainConfig) -> None:

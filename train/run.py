@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from train.cache import build_cache, training_cases
-from train.config import TrainConfig, save_config
+from train.config import TrainConfig
 from train.distributed import Env, barrier, setup, split_batch, teardown
+from train.recipe_files import save_config
 from train.splits import fold_cases, load_or_create_splits
 from train.trainer import FoldJob, train_fold
 

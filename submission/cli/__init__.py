@@ -1,6 +1,7 @@
 """The one ``bratskit`` command (DESIGN.md, "One command"): the group, its sub-commands
-(the container's in :mod:`.predict`, the team's in :mod:`.workbench`) and those of the
-packages the runtime image leaves out (``train``, ``export``).
+(the container's in :mod:`.predict`, the team's in :mod:`.workbench` and
+:mod:`.evaluation`) and those of the packages the runtime image leaves out (``train``,
+``export``).
 
 Each sub-command parses its flags, calls one domain function and prints what it returns;
 errors end it through :func:`submission.exit_codes.exit_on_error`, the one owner of the
@@ -15,7 +16,7 @@ import logging
 import click
 
 from submission import __version__
-from submission.cli import predict, workbench
+from submission.cli import evaluation, predict, workbench
 from submission.exit_codes import MEANINGS, UnavailableError, exit_on_error
 
 __all__ = ["main"]
@@ -70,7 +71,7 @@ for _command in (
     predict.predict,
     workbench.synth,
     workbench.validate,
-    workbench.evaluate,
+    evaluation.evaluate,
     workbench.package,
     workbench.tune,
     workbench.rehearse,

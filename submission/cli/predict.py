@@ -24,7 +24,36 @@ from submission.predict.options import CONFIDENCE_EMPTY, ENSEMBLE_METHODS, ET_RE
 __all__ = ["bundle_command", "predict"]
 
 
-@click.command(name="bundle")
+class _BundleGroup(click.Group):
+    """``bratskit bundle BUNDLE ...`` describes; ``bratskit bundle merge ...`` merges."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands:
+            args = ["describe", *args]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(name="bundle", cls=_BundleGroup)
+def bundle_command() -> None:
+    """bratskit bundle BUNDLE [--formats F] [--copy-to DIR] [--json]: verify every sha256
+    and describe the bundle (see `bratskit bundle describe --help`); bratskit bundle merge
+    A B ... --out C: one bundle of several."""
+
+
+@bundle_command.command(name="merge")
+@click.argument("sources", nargs=-1, required=True, metavar="BUNDLE...", type=dir_path)
+@click.option("--out", required=True, type=any_path, help="The new bundle folder.")
+@exit_on_error()
+def merge_command(sources: tuple[Path, ...], out: Path) -> None:
+    """Merge bundles (our folds, imported nnU-Net or MONAI models) into one ensemble;
+    then run bratskit tune on it."""
+    from submission.predict.bundle_description import describe
+    from submission.predict.bundle_files import merge_bundles
+
+    click.echo(describe(merge_bundles(list(sources), out), out))
+
+
+@bundle_command.command(name="describe", hidden=True)
 @click.argument("bundle_dir", metavar="BUNDLE", type=dir_path)
 @click.option("--formats", help="Only these file formats, e.g. onnx,onnx-fp16 [all].")
 @click.option(
@@ -34,11 +63,13 @@ __all__ = ["bundle_command", "predict"]
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead.")
 @exit_on_error()
-def bundle_command(
+def describe_command(
     bundle_dir: Path, formats: str | None, copy_to: Path | None, as_json: bool
 ) -> None:
     """Verify a BUNDLE (manifest and every file's sha256) and describe it."""
-    from submission.predict.bundle import FILE_FORMATS, copy_bundle, describe, load_bundle, summary
+    from submission.predict.bundle import FILE_FORMATS
+    from submission.predict.bundle_description import describe, summary
+    from submission.predict.bundle_files import copy_bundle, load_bundle
 
     chosen = tuple(f.strip() for f in formats.split(",")) if formats else FILE_FORMATS
     if copy_to is not None:

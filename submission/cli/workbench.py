@@ -1,5 +1,6 @@
-"""The team's commands around the predict path: ``synth``, ``validate``, ``evaluate``,
-``package``, ``tune`` and ``view`` (the workbench and the evaluation packages)."""
+"""The team's commands around the predict path: ``synth``, ``validate``, ``package``,
+``rehearse``, ``tune`` and ``view`` (the workbench package; ``evaluate``, the evaluation
+package's, is in :mod:`submission.cli.evaluation`)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,12 @@ import click
 
 from submission.brats import LAYOUT_YEARS
 from submission.cli.types import SCHEME_CHOICE, TASK_CHOICE, dir_path, file_path, runtime_options
-from submission.exit_codes import (
-    EXIT_FAILED,
-    EXIT_OK,
-    UnavailableError,
-    UnusableError,
-    exit_on_error,
-)
+from submission.exit_codes import EXIT_FAILED, EXIT_OK, UnusableError, exit_on_error
 from submission.predict.options import CONFIDENCE_EMPTY, ET_REPLACEMENTS
 from submission.tasks import TaskError, get_task
 from submission.workbench.rehearse_checks import DEFAULT_TEST_CASES, RULES
 
-__all__ = ["evaluate", "package", "rehearse", "synth", "tune", "validate", "view"]
+__all__ = ["package", "rehearse", "synth", "tune", "validate", "view"]
 
 
 @click.command()
@@ -87,19 +82,12 @@ def synth(
 ) -> None:
     """Write synthetic BraTS-like cases with ground truth (*_seg / *-seg, MEN-RT *_gtv) to
     OUT, one folder per case."""
-    from submission.workbench.synth import write_synthetic_dataset
+    from submission.workbench.synth import SynthError, read_absent_rates, write_synthetic_dataset
 
-    absent = None
-    if absent_rates:
-        absent = {}
-        for text in absent_rates:
-            modality, _, rate = text.partition("=")
-            try:
-                absent[modality.strip()] = float(rate)
-            except ValueError:
-                raise click.BadParameter(
-                    f"MODALITY=RATE with RATE 0..1, got {text!r}", param_hint="--absent"
-                ) from None
+    try:
+        absent = read_absent_rates(absent_rates)
+    except SynthError as exc:
+        raise click.BadParameter(str(exc), param_hint="--absent") from None
     # Per-case progress arrives through logging.
     ids = write_synthetic_dataset(
         out,
@@ -139,77 +127,6 @@ def validate(input_dir: Path, output: Path | None, task: str | None, labels: str
     for report, title in reports:
         click.echo(report.text(title))
     sys.exit(EXIT_OK if all(report.ok for report, _ in reports) else EXIT_FAILED)
-
-
-@click.command()
-@click.option("--pred", required=True, type=dir_path, help="Predictions <id>.nii.gz.")
-@click.option("--ref", required=True, type=dir_path, help="References, flat or in folders.")
-@click.option(
-    "--scheme",
-    type=click.Choice(["2021", "2023", "2025"]),
-    default="2021",
-    show_default=True,
-    help="Whose metrics: CaPTk 2021, lesion-wise 2023, panoptica 2025.",
-)
-@click.option(
-    "--task",
-    type=TASK_CHOICE,
-    help="The task (or auto, from the reference case ids): sets --labels and --cohort to "
-    "the task's label scheme and official configuration.",
-)
-@click.option(
-    "--labels",
-    type=SCHEME_CHOICE,
-    help="Label scheme of the files [the task's; else 2021 for --scheme 2021, else 2023].",
-)
-@click.option(
-    "--cohort",
-    help="Cohort parameters for 2023/2025 (gli, ssa, ped, men, met; 2025 also mets, "
-    "menpre, menrt, goat) [the task's, else gli].",
-)
-@click.option("--csv", "csv_path", type=file_path)
-@click.option("--json", "json_path", type=file_path)
-@click.option(
-    "--markdown",
-    "markdown_path",
-    type=file_path,
-    help="Markdown summary: statistics per region, Dice and HD95 per case.",
-)
-@click.option(
-    "--boxplot",
-    "boxplot_path",
-    type=file_path,
-    help="PNG box plot of Dice and HD95 per region (needs matplotlib).",
-)
-@click.option(
-    "--report",
-    "report_dir",
-    type=dir_path,
-    help="Write evaluation.md, boxplot.png, cases.csv and summary.json to this folder.",
-)
-# Folder checks and plots raise builtins: ValueError and OSError mean an unusable folder or
-# file, ImportError a package this installation lacks (matplotlib, panoptica).
-@exit_on_error({ValueError: UnusableError, OSError: UnusableError, ImportError: UnavailableError})
-def evaluate(
-    pred: Path,
-    ref: Path,
-    scheme: str,
-    task: str | None,
-    labels: str | None,
-    cohort: str | None,
-    **outputs: Path | None,
-) -> None:
-    """Score predictions against references as the organisers do."""
-    from submission.evaluation import evaluate_folders
-    from submission.evaluation.outputs import write_outputs
-
-    result = evaluate_folders(pred, ref, scheme, labels=labels, cohort=cohort, task=task)
-    click.echo(result.format_table())
-    for case_id in result.missing:
-        click.echo(f"missing prediction: {case_id} (scored as the organisers do)")
-    write_outputs(result, **outputs)
-    if outputs["report_dir"] is not None:
-        click.echo(f"wrote report to {outputs['report_dir']}")
 
 
 @click.command()
@@ -336,45 +253,20 @@ def tune(
     by the members of the fold that held it out; without, --data must be cases no member
     trained on.
     """
-    from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
-    from submission.workbench.tuning import (
-        ET_THRESHOLDS,
-        PROBABILITY_THRESHOLDS,
-        read_splits,
-        score_candidates,
-        write_recommended,
-    )
+    from submission.workbench.tuning_run import GridError, read_grids, store_result, tune_bundle
 
     if run_dir is not None and splits_path is not None:
         raise click.UsageError("give --run or --splits, not both")
     if run_dir is not None:
         splits_path = run_dir / "splits.json"
-    et_values = _numbers(et_thresholds, int, ET_THRESHOLDS, "--et-thresholds")
-    probabilities = _numbers(
-        probability_thresholds, float, PROBABILITY_THRESHOLDS, "--probability-thresholds"
-    )
-    rules = _numbers(confidence_rules, str.strip, CONFIDENCE_EMPTY, "--confidence-empty")
-    unknown = [r for r in rules if r not in CONFIDENCE_EMPTY]
-    if unknown or not rules:
-        raise click.BadParameter(
-            f"comma-separated rules of {', '.join(CONFIDENCE_EMPTY)}, got {confidence_rules!r}",
-            param_hint="--confidence-empty",
-        )
-    splits = None if splits_path is None else read_splits(splits_path)
-    options = PredictOptions(et_replace=et_replace)
-    engine = Engine(bundle_dir, options, RuntimeOptions(backend, device, "fp32", threads))
-    result = score_candidates(engine, data_dir, splits, et_values, probabilities, rules)
+    try:
+        grids = read_grids(et_thresholds, probability_thresholds, confidence_rules)
+    except GridError as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.flag) from None
+    runtime = (backend, device, threads)
+    result, manifest = tune_bundle(bundle_dir, data_dir, splits_path, grids, et_replace, runtime)
     click.echo(result.report())
-    if json_path is not None:
-        result.to_json(json_path)
-    same_rule = result.et_replace == engine.manifest.recommended.et_replace
-    if result.best == result.current and same_rule:
-        click.echo("the bundle's defaults are already the best: unchanged")
-    elif dry_run:
-        click.echo("--dry-run: bundle unchanged")
-    else:
-        path = write_recommended(result, engine.manifest, bundle_dir)
-        click.echo(f"wrote the new defaults into {path}")
+    click.echo(store_result(result, manifest, bundle_dir, json_path, dry_run))
 
 
 @click.command()
@@ -400,15 +292,3 @@ def view(case_dir: Path, png_path: Path, **maps_and_choices: str | Path | None) 
     click.echo(f"wrote {png_path}: case {case_id}, {drawn}")
     if scores is not None:
         click.echo("Dice " + " ".join(f"{r} {v:.3f}" for r, v in scores.items()))
-
-
-def _numbers(text: str | None, kind: type, default: tuple, flag: str) -> tuple:
-    """A comma-separated list of numbers, or ``default`` when not given."""
-    if text is None:
-        return default
-    try:
-        return tuple(kind(t) for t in text.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"comma-separated numbers, got {text!r}", param_hint=flag
-        ) from None

@@ -9,6 +9,7 @@ The manifest says everything the runtime needs and nothing it must guess::
       "label_scheme": "2021",                     # labels written by default
       "channels": ["t1n", "t1c", "t2w", "t2f"],   # input channel order of every model
       "missing_modalities": {"t2w": "zero"},      # optional channels and their fill
+      "pipelines": {"nnunet": {"kind": "nnunet", ...}},  # imported members' own inference
       "preprocessing": {"crop": "brain", "margin": 4, "divisor": 16,
                         "normalise": "zscore_nonzero",
                         "spacing": [1.0, 1.0, 1.0] | absent},  # trained spacing, mm
@@ -16,6 +17,8 @@ The manifest says everything the runtime needs and nothing it must guess::
       "members": [
         {"key": "seg", "fold": 0, "stage": "segmentation", "regions": ["WT", "TC", "ET"],
          "channels": ["t2f"] | absent,           # the member's own inputs; absent: all
+         "pipeline": "nnunet" | absent,          # runs through pipelines["nnunet"]
+         "labels": [0, 2, 1, 4] | absent,        # label-based outputs: label per channel
          "architecture": {"name": "resunet", "params": {...}} | null,
          "size_rule": {"divisors": [16, 16, 16], "fixed": [null, null, null]},
          "patch": [80, 96, 64] | null,           # sliding-window patch (the training crop)
@@ -41,18 +44,15 @@ modalities (all four, or t1c alone for MEN-RT); a channel in ``missing_modalitie
 be absent from a case, and is then filled as the members saw it in training when they
 were trained with modality dropout (``zero``: zeros after normalisation).
 
-This module parses, checks, reads and writes manifests, verifies and copies the files
-they list, and describes a bundle; the runtime verifies every sha256 before use and
-refuses a manifest whose format or version it does not understand, or whose values have
-the wrong type or size (:mod:`submission.predict.manifest_schema`, checked first).
+This module parses, checks, reads and writes manifests, refusing an unknown format or
+version and values of the wrong type or size (:mod:`~submission.predict.manifest_schema`);
+:mod:`~submission.predict.bundle_files` verifies (sha256), copies and merges the files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -62,14 +62,9 @@ from typing import Any
 from submission.brats import MODALITIES, SCHEMES, LabelScheme, get_scheme
 from submission.exit_codes import UnusableError
 from submission.predict.manifest_schema import SchemaError, check_manifest_data
-from submission.predict.members import (
-    FILE_FORMATS,
-    OUTPUT_KINDS,
-    STAGES,
-    Member,
-    member_from_dict,
-)
+from submission.predict.members import FILE_FORMATS, OUTPUT_KINDS, STAGES, Member, member_from_dict
 from submission.predict.options import DEFAULT_CONFIDENCE_EMPTY, RECOMMENDABLE, check_option
+from submission.predict.pipelines import label_regions, pipeline_from_dict
 from submission.predict.preprocess import Preprocessing
 from submission.tasks import TASKS, get_task
 
@@ -120,6 +115,8 @@ class Manifest:
     created: str = ""
     task: str | None = None
     missing_modalities: dict[str, str] = field(default_factory=dict)
+    #: name -> an imported member group's own inference (:mod:`submission.predict.pipelines`).
+    pipelines: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_manifest(self)
@@ -176,6 +173,11 @@ class Manifest:
             ),
             "members": [m.to_dict() for m in self.members],
             "recommended": asdict(self.recommended),
+            **(
+                {"pipelines": {n: p.to_dict() for n, p in self.pipelines.items()}}
+                if self.pipelines
+                else {}
+            ),
         }
 
 
@@ -212,6 +214,7 @@ def _check_manifest(manifest: Manifest) -> None:
                 f"member {m.name}: channels must be distinct channels of the bundle "
                 f"{list(manifest.channels)}, got {list(own)}"
             )
+    _check_pipelines(manifest)
     names = [m.name for m in manifest.members]
     if len(set(names)) != len(names):
         raise BundleError(f"member key/fold pairs must be unique, got {names}")
@@ -258,13 +261,53 @@ def _check_channels(manifest: Manifest) -> None:
         raise BundleError("missing_modalities: at least one channel must be required")
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _check_pipelines(manifest: Manifest) -> None:
+    """Imported members: a pipeline each one names, of the bundle's required channels;
+    one group's members alike (its folds are combined before the ensemble); a
+    label-based member's regions those its labels make up."""
+    scheme = manifest.scheme
+    for m in manifest.members:
+        if m.pipeline is None:
+            if m.labels is not None:
+                raise BundleError(f"member {m.name}: labels are for imported (pipeline) members")
+            continue
+        pipeline = manifest.pipelines.get(m.pipeline)
+        if pipeline is None:
+            raise BundleError(
+                f"member {m.name}: pipeline {m.pipeline!r} is not one of the manifest's "
+                f"pipelines {sorted(manifest.pipelines)}"
+            )
+        if m.stage != "segmentation" or m.channels is not None or m.outputs != "logits":
+            raise BundleError(
+                f"member {m.name}: an imported member is a segmentation member with logits "
+                "outputs and its pipeline's channels"
+            )
+        if m.labels is not None:
+            labels = list(m.labels)
+            if 0 not in labels or len(set(labels)) != len(labels):
+                raise BundleError(f"member {m.name}: labels must be distinct and hold 0")
+            if set(labels) - scheme.valid_labels:
+                raise BundleError(
+                    f"member {m.name}: labels {labels} are not all labels of scheme "
+                    f"{scheme.name} {sorted(scheme.valid_labels)}"
+                )
+            if tuple(m.regions) != label_regions(labels, scheme.regions):
+                raise BundleError(
+                    f"member {m.name}: the regions of labels {labels} are "
+                    f"{list(label_regions(labels, scheme.regions))}, not {list(m.regions)}"
+                )
+    for name, pipeline in manifest.pipelines.items():
+        group = [m for m in manifest.members if m.pipeline == name]
+        if not group:
+            raise BundleError(f"pipelines.{name}: no member runs through it")
+        wrong = set(pipeline.channels) - set(manifest.required_channels)
+        if wrong:
+            raise BundleError(
+                f"pipelines.{name}: channels {sorted(wrong)} are not required channels of "
+                f"the bundle {list(manifest.required_channels)}"
+            )
+        if len({(m.regions, m.labels) for m in group}) != 1:
+            raise BundleError(f"pipelines.{name}: its members must have the same outputs")
 
 
 def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
@@ -294,7 +337,12 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
         with _field(f"members[{i}]"):
             members.append(member_from_dict(member))
     localization = raw.get("localization")
+    pipelines = {}
+    for name, pipeline in raw.get("pipelines", {}).items():
+        with _field(f"pipelines.{name}"):
+            pipelines[name] = pipeline_from_dict(pipeline)
     return Manifest(
+        pipelines=pipelines,
         members=tuple(members),
         task=raw.get("task"),
         label_scheme=raw["label_scheme"],
@@ -346,151 +394,6 @@ def read_manifest(bundle_dir: Path) -> Manifest:
     return manifest_from_dict(raw)
 
 
-def verify_files(bundle_dir: Path, manifest: Manifest, formats: tuple[str, ...] = FILE_FORMATS):
-    """Check that every listed file of ``formats`` exists and matches its sha256.
-
-    Raises:
-        BundleError: the first missing or altered file, by path.
-    """
-    for member in manifest.members:
-        for fmt in member.files:
-            if fmt in formats:
-                verify_file(bundle_dir, member, fmt)
-
-
-def verify_file(bundle_dir: Path, member: Member, fmt: str) -> Path:
-    """The path of ``member``'s file of format ``fmt``, after checking its sha256.
-
-    Raises:
-        BundleError: the file is missing or altered.
-    """
-    model_file = member.files[fmt]
-    path = Path(bundle_dir) / model_file.path
-    if not path.exists():
-        raise BundleError(f"member {member.name}: {fmt} file {path} is missing")
-    if not path.is_file():
-        raise BundleError(
-            f"member {member.name}: {fmt} file {path} is not a file (a folder?); put the "
-            "exported file there, or re-export the bundle"
-        )
-    if not path.resolve().is_relative_to(Path(bundle_dir).resolve()):
-        raise BundleError(
-            f"member {member.name}: {path} leads outside the bundle (a symlink to "
-            f"{path.resolve()}); copy the file into the bundle"
-        )
-    try:
-        actual = sha256_file(path)
-    except OSError as exc:
-        raise BundleError(
-            f"member {member.name}: cannot read {fmt} file {path}: {exc.strerror}; make it "
-            "readable by the user running bratskit, or re-export the bundle"
-        ) from None
-    if actual != model_file.sha256:
-        raise BundleError(
-            f"member {member.name}: {path} has sha256 {actual[:12]}..., the manifest "
-            f"says {model_file.sha256[:12]}...: the file was altered or replaced; "
-            "re-export the bundle"
-        )
-    return path
-
-
-def load_bundle(bundle_dir: Path, formats: tuple[str, ...] = FILE_FORMATS) -> Manifest:
-    """Read the manifest and verify the sha256 of every file of ``formats``."""
-    manifest = read_manifest(bundle_dir)
-    verify_files(bundle_dir, manifest, formats)
-    return manifest
-
-
-def copy_bundle(
-    bundle_dir: Path, out_dir: Path, formats: tuple[str, ...] = FILE_FORMATS
-) -> Manifest:
-    """Copy the files of ``formats`` (those a member has) and a manifest listing only them
-    into the new folder ``out_dir``, verifying every sha256 on both sides: what a runtime
-    image bakes in when it carries one backend.
-
-    Raises:
-        BundleError: an unknown format, a missing or altered file, a member left with none
-            of ``formats``, or ``out_dir`` already holding files.
-    """
-    unknown = sorted(set(formats) - set(FILE_FORMATS))
-    if unknown:
-        raise BundleError(f"unknown file format(s) {unknown}; choose from {FILE_FORMATS}")
-    manifest = load_bundle(bundle_dir, formats)
-    kept = []
-    for member in manifest.members:
-        files = {fmt: f for fmt, f in member.files.items() if fmt in formats}
-        if not files:
-            raise BundleError(
-                f"member {member.name} has no file of {', '.join(formats)} (it has "
-                f"{', '.join(member.files)}); export the bundle with that format"
-            )
-        kept.append(replace(member, files=files))
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise BundleError(f"{out_dir} is not empty; choose a new folder")
-    for member in kept:
-        for model_file in member.files.values():
-            target = out_dir / model_file.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(bundle_dir) / model_file.path, target)
-    subset = replace(manifest, members=tuple(kept))
-    write_manifest(out_dir, subset)
-    return load_bundle(out_dir, formats)
-
-
 def with_recommended(manifest: Manifest, **changes: Any) -> Manifest:
     """A copy of ``manifest`` whose recommended defaults have ``changes`` applied."""
     return replace(manifest, recommended=replace(manifest.recommended, **changes))
-
-
-def describe(manifest: Manifest, bundle_dir: Path | None = None) -> str:
-    """A readable summary of a manifest, for ``bratskit export --info``."""
-    rec = manifest.recommended
-    loc = "none" if manifest.localization is None else "x".join(map(str, manifest.localization))
-    lines = [
-        f"bundle {bundle_dir}" if bundle_dir is not None else "bundle",
-        f"  format            {FORMAT} v{FORMAT_VERSION} "
-        f"(bratskit {manifest.bratskit_version or '?'}, created {manifest.created or '?'})",
-        f"  task              {manifest.task or 'not stated (2021 glioma)'}",
-        f"  label scheme      {manifest.label_scheme}",
-        f"  channels          {', '.join(manifest.channels)}"
-        + "".join(f", {m} may be missing ({f})" for m, f in manifest.missing_modalities.items()),
-        f"  preprocessing     {manifest.preprocessing.to_dict()}",
-        f"  localisation      {loc}",
-        f"  recommended       ensemble {rec.ensemble}, top-k {rec.top_k or 'N/2'} "
-        f"(empty members: {rec.confidence_empty}), "
-        f"ET threshold {rec.et_threshold} ({rec.et_replace}), threshold {rec.threshold}, "
-        f"overlap {rec.overlap}",
-        f"  members           {len(manifest.members)}",
-    ]
-    for m in manifest.members:
-        arch = (m.architecture or {}).get("name", "imported")
-        lines.append(
-            f"    {m.name:<20} {m.stage:<12} {','.join(m.regions):<9} {arch:<10} "
-            f"{m.outputs:<13} divisors {'x'.join(map(str, m.size_rule.divisors))}"
-            + ("" if m.channels is None else f"  channels {','.join(m.channels)}")
-        )
-        for fmt, f in m.files.items():
-            parity = (
-                "not checked"
-                if f.parity is None
-                else (f"parity {f.parity['max_abs_diff']:.2e} <= {f.parity['tolerance']:.0e}")
-            )
-            lines.append(f"      {fmt:<12} {f.path:<28} {f.sha256[:12]}  {f.precision}  {parity}")
-    return "\n".join(lines)
-
-
-def summary(manifest: Manifest, bundle_dir: Path) -> dict[str, Any]:
-    """What ``bratskit bundle --json`` prints: the folder, the sha256 of its manifest (what
-    a build pins), label scheme, member count, the formats every member has, the version
-    that exported it and the recommended defaults."""
-    return {
-        "bundle": str(bundle_dir),
-        "manifest_sha256": sha256_file(Path(bundle_dir) / MANIFEST),
-        "task": manifest.task,
-        "label_scheme": manifest.label_scheme,
-        "members": len(manifest.members),
-        "formats": sorted(manifest.formats),
-        "bratskit_version": manifest.bratskit_version,
-        "recommended": manifest.to_dict()["recommended"],
-    }

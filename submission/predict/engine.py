@@ -3,13 +3,14 @@
 Per case (:meth:`Engine.prepare` in the reading thread, :meth:`Engine.segment` in the
 main one): resample to the members' training spacing when the manifest states one and the
 case's differs (native-space MET and MEN-RT, :mod:`submission.predict.resample`), crop to
-the brain and z-score (the manifest's preprocessing), optionally
-localise (paper 002, section 2.3), run every segmentation member (with mirroring TTA
-when asked, averaged per member before ensembling), ensemble per region (paper 002
-section 2.5 mean or vote, paper 004 section 3.2 confidence top-k), post-process (ET
-minimum volume, paper 002 section 2.6), assemble labels in the chosen scheme and put
-them back on the input's exact grid. A resampled case's probabilities go back to the
-input grid (linear) member by member, before the ensemble thresholds them.
+the brain and z-score (the manifest's preprocessing), optionally localise (paper 002,
+2.3), run every segmentation member (with mirroring TTA when asked, averaged per member
+before ensembling; imported members through their own framework's pipeline,
+:mod:`submission.predict.pipelines`), ensemble per region (paper 002 2.5 mean or vote,
+paper 004 3.2 confidence top-k, or argmax for label-based models), post-process (ET
+minimum volume, paper 002 2.6), assemble labels in the chosen scheme and put them back on
+the input's exact grid. A resampled case's probabilities go back to the input grid
+(linear) member by member, before the ensemble thresholds them.
 
 Each member runs full-volume on the cropped brain when that fits, else (or after a
 device out-of-memory) with a Gaussian-weighted sliding window over its training patch;
@@ -24,7 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +34,17 @@ from scipy.special import expit
 from submission.brats import ENHANCING, MODALITIES, get_scheme
 from submission.io.cases import Case, load_channels
 from submission.io.nifti import Grid
-from submission.predict import backends
+from submission.predict import backends, resample
 from submission.predict.backends import BackendError
-from submission.predict.bundle import read_manifest, verify_file, verify_files
+from submission.predict.bundle import read_manifest
+from submission.predict.bundle_files import verify_file, verify_files
 from submission.predict.ensemble import region_masks
 from submission.predict.members import Member
 from submission.predict.options import PredictOptions, RuntimeOptions, region_thresholds
+from submission.predict.pipelines import RawCase, final_postprocessing, run_pipeline
 from submission.predict.postprocess import postprocess
-from submission.predict.preprocess import CropInfo, preprocess_case, uncrop
-from submission.predict.resample import (
-    covering_crop,
-    needs_resampling,
-    resample_image,
-    resample_probabilities,
-    target_shape,
-    voxel_spacing,
-)
+from submission.predict.prepared import Prepared, Resampling, to_input_frame
+from submission.predict.preprocess import CropInfo, crop, preprocess_case, uncrop
 from submission.predict.runner import CaseOutput
 from submission.predict.sliding_window import flip_tta, predict_volume
 from submission.predict.tumour_window import extract_window, paste_window, tumour_window_start
@@ -61,46 +57,6 @@ log = logging.getLogger(__name__)
 #: 32- and 64-filter networks.
 BYTES_PER_VOXEL = 1024
 DEFAULT_PATCH = (128, 128, 128)
-
-
-@dataclass(frozen=True)
-class Resampling:
-    """How :meth:`Engine.prepare` resampled a case for the networks, to undo it.
-
-    Attributes:
-        shape: the resampled grid's spatial shape (at the members' spacing).
-        crop: the network input's crop of the resampled grid.
-        spacing_in, spacing_out: the case's voxel sizes and the members', in mm.
-    """
-
-    shape: tuple[int, ...]
-    crop: CropInfo
-    spacing_in: tuple[float, ...]
-    spacing_out: tuple[float, ...]
-
-    @property
-    def note(self) -> str:
-        """What the case's line says."""
-        mm = ["x".join(f"{v:.3g}" for v in s) for s in (self.spacing_in, self.spacing_out)]
-        return f"resampled {mm[0]} mm -> {mm[1]} mm for the networks"
-
-
-@dataclass
-class Prepared:
-    """A case after :meth:`Engine.prepare`: the network input and how to undo the crop.
-
-    Attributes:
-        image_cdhw: float32 network input (C, d, h, w), the bundle's channel order.
-        crop: the frame :meth:`Engine.member_probabilities` returns, a crop of the INPUT
-            grid; without resampling also the network input's crop.
-        resampling: how the case was resampled for the networks, or None (not resampled).
-    """
-
-    image_cdhw: np.ndarray
-    crop: CropInfo
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-    resampling: Resampling | None = None
 
 
 @dataclass
@@ -157,6 +113,8 @@ class Engine:
         # volume padded to 16 (a 240 x 240 x 155 brain: 152 x 200 x 152 voxels instead of
         # 160 x 208 x 160, 13 % less compute). Brain voxels and their z-scores are the same.
         self.preprocessing = replace(self.manifest.preprocessing, divisor=1)
+        #: nnU-Net's own post-processing when its folds are the whole ensemble, else None.
+        self.final_postprocessing = final_postprocessing(self.manifest, self.scheme)
         log.info(
             "bundle %s: %d member(s) on %s with %s (%s) in %.1f s; ensemble %s, ET threshold "
             "%d, labels %s%s",
@@ -207,7 +165,7 @@ class Engine:
         the case's line) and :meth:`prepare` it: the runner's reading-thread step."""
         optional = tuple(self.manifest.missing_modalities)
         image_cdhw, grid, absent = load_channels(case, self.input_modalities, optional)
-        prepared = self.prepare(image_cdhw, voxel_spacing(grid.affine))
+        prepared = self.prepare(image_cdhw, resample.voxel_spacing(grid.affine), grid.affine)
         prepared.notes += [
             f"{m} absent: filled with {self.manifest.missing_modalities[m]}s, as the members "
             "saw a dropped modality in training"
@@ -215,24 +173,39 @@ class Engine:
         ]
         return prepared, grid
 
-    def prepare(self, image_cdhw: np.ndarray, spacing: tuple[float, ...] | None = None) -> Prepared:
+    def prepare(
+        self,
+        image_cdhw: np.ndarray,
+        spacing: tuple[float, ...] | None = None,
+        affine: np.ndarray | None = None,
+    ) -> Prepared:
         """Crop and normalise a case (:attr:`input_modalities` order in, the bundle's
         channel order out), first resampled (third order) to the manifest's spacing when
         both ``spacing`` (the case's voxel sizes in mm) and the manifest's are known and
-        differ beyond :data:`submission.predict.resample.SPACING_TOLERANCE`."""
+        differ beyond :data:`submission.predict.resample.SPACING_TOLERANCE`. A bundle with
+        imported members also keeps the case as read, with ``spacing`` and ``affine``,
+        for their own pipelines."""
+        prepared = self._prepare(image_cdhw, spacing)
+        if self.manifest.pipelines:
+            prepared.raw = RawCase(image_cdhw, self.input_modalities, spacing, affine)
+        return prepared
+
+    def _prepare(self, image_cdhw: np.ndarray, spacing: tuple[float, ...] | None) -> Prepared:
         start = time.perf_counter()
         target = self.preprocessing.spacing
         in_shape = shape = tuple(image_cdhw.shape[1:])
-        if target is not None and spacing is not None and needs_resampling(spacing, target):
-            shape = target_shape(in_shape, spacing, target)
+        known = target is not None and spacing is not None
+        if known and resample.needs_resampling(spacing, target):
+            shape = resample.target_shape(in_shape, spacing, target)
         if shape == in_shape:  # today's path, also when rounding leaves the shape as it is
-            image, crop = preprocess_case(image_cdhw, self.preprocessing)
-            return Prepared(image[self.channel_order], crop, time.perf_counter() - start)
-        image, crop = preprocess_case(resample_image(image_cdhw, shape), self.preprocessing)
-        resampling = Resampling(shape, crop, tuple(spacing), target)
+            image, box = preprocess_case(image_cdhw, self.preprocessing)
+            return Prepared(image[self.channel_order], box, time.perf_counter() - start)
+        resampled = resample.resample_image(image_cdhw, shape)
+        image, box = preprocess_case(resampled, self.preprocessing)
+        resampling = Resampling(shape, box, tuple(spacing), target)
         return Prepared(
             image[self.channel_order],
-            covering_crop(crop, in_shape),
+            resample.covering_crop(box, in_shape),
             time.perf_counter() - start,
             notes=[resampling.note],
             resampling=resampling,
@@ -282,21 +255,51 @@ class Engine:
             member_probs = self._predict(slot, stage_image, warnings)
             if window is not None:
                 member_probs = paste_window(member_probs, window, image.shape[1:])
-            member_probs = _to_input_frame(member_probs, prepared)
+            member_probs = to_input_frame(member_probs, prepared)
             for region, p in zip(slot.member.regions, member_probs):
+                probs[region].append(p)
+        for regions, member_probs in self._imported(prepared, keep):
+            for region, p in zip(regions, crop(member_probs, prepared.crop)):
                 probs[region].append(p)
         timings["members"] = time.perf_counter() - tick
         return probs
+
+    def _imported(self, prepared: Prepared, keep: Callable[[Member], bool]):
+        """(regions, probabilities on the input grid) of each imported member group's
+        outputs (:mod:`submission.predict.pipelines`), those ``keep`` accepts."""
+        for name, pipeline in self.manifest.pipelines.items():
+            group = [s for s in self.slots if s.member.pipeline == name and keep(s.member)]
+            if not group:
+                continue
+            try:
+                yield from run_pipeline(
+                    pipeline,
+                    [s.member for s in group],
+                    [s.model for s in group],
+                    prepared.raw,
+                    self.options.tta,
+                    self.manifest.scheme.regions,
+                )
+            finally:
+                for s in group:
+                    s.model.release()
 
     def labels(self, regions_rdhw: np.ndarray, crop: CropInfo) -> np.ndarray:
         """uint8 labels on the case's grid from :meth:`regions`: the options' ET threshold
         and label scheme, uncropped."""
         options = self.options
         labels = postprocess(regions_rdhw, self.scheme, options.et_threshold, options.et_replace)
+        if self.final_postprocessing is not None:
+            labels = self.final_postprocessing(labels)
         return uncrop(labels, crop, fill=0).astype(np.uint8)
 
     def _slots(self, stage: str, keep: Callable[[Member], bool] = lambda m: True) -> list[_Slot]:
-        return [s for s in self.slots if s.member.stage == stage and keep(s.member)]
+        """The stage's members run the bratskit way (not through a pipeline)."""
+        return [
+            s
+            for s in self.slots
+            if s.member.stage == stage and s.member.pipeline is None and keep(s.member)
+        ]
 
     def _localise(
         self, image: np.ndarray, warnings: list[str], keep: Callable[[Member], bool]
@@ -324,6 +327,7 @@ class Engine:
             self.thresholds,
             top_k,
             confidence_empty=self.options.confidence_empty,
+            scheme_regions=self.scheme.regions,
         )
 
     # -- one member, with its fallbacks ------------------------------------------------
@@ -383,18 +387,6 @@ class Engine:
             return flip_tta(image, predict) if self.options.tta else predict(image)
         finally:
             model.release()  # members run one after another: one member's buffers at a time
-
-
-def _to_input_frame(probs_rdhw: np.ndarray, prepared: Prepared) -> np.ndarray:
-    """Probabilities on the network input's crop -> on ``prepared.crop`` (input grid):
-    uncropped onto the resampled grid (0 outside, as labels are outside a crop), then
-    resampled linearly to the input grid, only inside ``prepared.crop``'s window."""
-    resampling = prepared.resampling
-    if resampling is None:
-        return probs_rdhw
-    full = uncrop(probs_rdhw, resampling.crop, fill=0)
-    crop = prepared.crop
-    return resample_probabilities(full, crop.in_shape, (crop.start, crop.stop))
 
 
 def _sigmoid(model):

@@ -7,6 +7,11 @@ region's threshold, in every method, so the three agree on what "segments" means
                     members' probabilities, then threshold.
     ``vote``        classification voting ensemble (paper 002, section 2.5): binarise each
                     member, keep voxels where more than N/2 members agree.
+    ``argmax``      label-based models (nnU-Net trained on labels, softmax): average the
+                    members' probabilities, turn the regions back into one probability per
+                    label and keep the most probable label per voxel, as nnU-Net's own
+                    predictor does (``LabelManager.convert_probabilities_to_segmentation``);
+                    no threshold (:func:`argmax_masks`).
     ``confidence``  confidence-based top-k (paper 004, section 3.2): "we could use the
                     subset of the probability maps with the top confidence for ensembling
                     [...] using the top N/2 probabilities (with equal weights) generally
@@ -136,6 +141,8 @@ def ensemble_probabilities(
     """
     _check(probs_nrdhw)
     check_ensemble(method)
+    if method == "argmax":  # one label per voxel: the regions are not separate
+        raise ValueError("the argmax ensemble combines the regions: use region_masks")
     check_confidence_empty(confidence_empty)
     n, r = probs_nrdhw.shape[:2]
     if method == "mean":
@@ -188,6 +195,7 @@ def region_masks(
     top_k: int | None = None,
     cache: dict[tuple, np.ndarray] | None = None,
     confidence_empty: str = DEFAULT_CONFIDENCE_EMPTY,
+    scheme_regions: Mapping[str, frozenset[int]] | None = None,
 ) -> np.ndarray:
     """The ensemble's region masks from each member's probabilities per region: what the
     engine segments with and what ``bratskit tune`` scores.
@@ -202,11 +210,18 @@ def region_masks(
         cache: kept across calls on the same ``probs``, it reuses each region's mask for
             the same method, top-k, confidence rule and threshold (tune scores every
             combination of per-region thresholds on one case).
+        scheme_regions: region -> the labels it is the union of
+            (:attr:`submission.brats.LabelScheme.regions`); ``argmax`` needs it.
 
     Returns:
         bool (R, d, h, w) in ``region_names`` order.
     """
     shape = next(iter(probs.values()))[0].shape
+    if method == "argmax":
+        if scheme_regions is None:
+            raise ValueError("the argmax ensemble needs the label scheme's regions")
+        means = {r: np.mean(np.stack(p), axis=0) for r, p in probs.items()}
+        return argmax_masks(means, region_names, scheme_regions)
     out = np.zeros((len(region_names), *shape), dtype=bool)
     for i, region in enumerate(region_names):
         if region not in probs:
@@ -221,3 +236,64 @@ def region_masks(
                 cache[key] = mask
         out[i] = mask
     return out
+
+
+def argmax_masks(
+    probs: Mapping[str, np.ndarray],
+    region_names: Sequence[str],
+    scheme_regions: Mapping[str, frozenset[int]],
+) -> np.ndarray:
+    """Region masks of the most probable label per voxel, from region probabilities.
+
+    A label-based member's region probability is the sum of its labels' probabilities
+    (:mod:`submission.predict.pipelines`), so each label's probability is its innermost
+    region's minus the regions directly inside that one (ED = WT - TC, NCR = TC - ET,
+    ET = ET) and background's is 1 minus the outermost regions'. The argmax of those is
+    the label nnU-Net's predictor writes (its ``argmax`` over softmax outputs); ties go
+    to the lower label index, background first, as numpy's and torch's argmax do.
+
+    Args:
+        probs: region -> float (d, h, w) probabilities (the members' mean); a region of
+            ``region_names`` missing here has probability 0.
+        region_names: the output order.
+        scheme_regions: region -> its labels; every region must own exactly one label
+            that none of its sub-regions holds (the glioma schemes, MEN-RT).
+
+    Raises:
+        ValueError: a region owns no or several labels of its own.
+
+    Returns:
+        bool (R, d, h, w) in ``region_names`` order.
+    """
+    shape = next(iter(probs.values())).shape
+    own: dict[str, int] = {}
+    inside: dict[str, list[str]] = {}
+    for region, labels in scheme_regions.items():
+        subs = [r for r, other in scheme_regions.items() if other < labels]
+        children = [r for r in subs if not any(scheme_regions[r] < scheme_regions[s] for s in subs)]
+        rest = labels - frozenset().union(*(scheme_regions[r] for r in subs))
+        if len(rest) != 1:
+            raise ValueError(
+                f"the argmax ensemble needs one label per region; {region} owns {sorted(rest)}"
+            )
+        own[region], inside[region] = next(iter(rest)), children
+    zero = np.zeros(shape, dtype=np.float32)
+    order = sorted(own, key=own.get)  # label order: nnU-Net's channel order is ascending
+    label_probs = [1.0 - sum((probs.get(r, zero) for r in _outermost(scheme_regions)), zero)]
+    for region in order:
+        sub = sum((probs.get(c, zero) for c in inside[region]), zero)
+        label_probs.append(probs.get(region, zero) - sub)
+    winner = np.argmax(np.stack(label_probs), axis=0)  # 0 background, i + 1 order[i]
+    label_of = np.array([0] + [own[r] for r in order])[winner]
+    return np.stack([np.isin(label_of, sorted(scheme_regions[r])) for r in region_names]).astype(
+        bool
+    )
+
+
+def _outermost(scheme_regions: Mapping[str, frozenset[int]]) -> list[str]:
+    """The regions no other region contains."""
+    return [
+        r
+        for r, labels in scheme_regions.items()
+        if not any(labels < other for other in scheme_regions.values())
+    ]

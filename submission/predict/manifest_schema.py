@@ -47,6 +47,7 @@ _TOP_OPTIONAL = (
     "recommended",
     "task",
     "missing_modalities",
+    "pipelines",
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -74,6 +75,12 @@ def check_manifest_data(raw: Any) -> None:
         _string(policy, f"missing_modalities.{modality}")
     _list(raw["channels"], "channels", _string)
     _preprocessing(raw["preprocessing"])
+    pipelines = raw.get("pipelines", {})
+    if not isinstance(pipelines, Mapping):
+        _fail("pipelines", "a mapping of name to pipeline", pipelines)
+    for name, pipeline in pipelines.items():  # each kind's fields: its own from_dict
+        _keys(pipeline, f"pipelines.{name}", ("kind",), tuple(pipeline))
+        _string(pipeline["kind"], f"pipelines.{name}.kind", empty=False)
     if raw.get("localization") is not None:
         _keys(raw["localization"], "localization", ("window",))
         _sizes(raw["localization"]["window"], "localization.window", 1, MAX_SIZE)
@@ -107,7 +114,16 @@ def _preprocessing(raw: Any) -> None:
 
 
 def _member(raw: Any, where: str) -> None:
-    optional = ("stage", "architecture", "size_rule", "patch", "outputs", "channels")
+    optional = (
+        "stage",
+        "architecture",
+        "size_rule",
+        "patch",
+        "outputs",
+        "channels",
+        "pipeline",
+        "labels",
+    )
     _keys(raw, where, ("key", "fold", "regions", "files"), optional)
     _string(raw["key"], f"{where}.key", empty=False)
     _integer(raw["fold"], f"{where}.fold", 0, None)
@@ -117,6 +133,10 @@ def _member(raw: Any, where: str) -> None:
     for name in ("stage", "outputs"):
         if name in raw:
             _string(raw[name], f"{where}.{name}")
+    if raw.get("pipeline") is not None:
+        _string(raw["pipeline"], f"{where}.pipeline", empty=False)
+    if raw.get("labels") is not None:  # a label-based member's label per output channel
+        _list(raw["labels"], f"{where}.labels", lambda v, w: _integer(v, w, 0, 255))
     architecture = raw.get("architecture")
     if architecture is not None:
         _keys(architecture, f"{where}.architecture", ("name",), ("params",))

@@ -68,6 +68,14 @@ class Member:
     ``channels`` are the bundle channels this member's files take, in their input order
     (paper 003's single-modality networks: ``("t2f",)``); None, and absent from the
     manifest, means all of the manifest's ``channels``.
+
+    ``pipeline`` names the manifest's ``pipelines`` entry that runs an imported member
+    (nnU-Net v2, MONAI: :mod:`submission.predict.pipelines`) on the raw case, with that
+    framework's own preprocessing, sliding window and fold combination; None: bratskit's.
+    ``labels`` is the challenge label of each output channel of a label-based (softmax)
+    member, background included (``(0, 2, 1, 4)``); its ``regions`` are the scheme's
+    regions those labels make up, each region's probability the sum of its labels'.
+    None: the outputs are ``regions``, one channel each.
     """
 
     key: str
@@ -80,6 +88,8 @@ class Member:
     patch: tuple[int, int, int] | None = None
     outputs: str = "probabilities"
     channels: tuple[str, ...] | None = None
+    pipeline: str | None = None
+    labels: tuple[int, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -87,9 +97,13 @@ class Member:
         return f"{self.key}/fold{self.fold}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, as the manifest lists it (``channels`` only when the member has
-        its own)."""
+        """Plain data, as the manifest lists it (``channels``, ``pipeline`` and ``labels``
+        only when the member has them)."""
         own = {} if self.channels is None else {"channels": list(self.channels)}
+        if self.pipeline is not None:
+            own["pipeline"] = self.pipeline
+        if self.labels is not None:
+            own["labels"] = list(self.labels)
         return {
             "key": self.key,
             "fold": self.fold,
@@ -128,4 +142,6 @@ def member_from_dict(raw: dict[str, Any]) -> Member:
         outputs=str(raw.get("outputs", "probabilities")),
         files={fmt: ModelFile(**f) for fmt, f in raw["files"].items()},
         channels=None if raw.get("channels") is None else tuple(raw["channels"]),
+        pipeline=None if raw.get("pipeline") is None else str(raw["pipeline"]),
+        labels=None if raw.get("labels") is None else tuple(int(v) for v in raw["labels"]),
     )

@@ -26,8 +26,10 @@ from submission.brats import REGION_NAMES, SCHEMES, TUMOUR_REGIONS, get_scheme
 if TYPE_CHECKING:
     from submission.predict.bundle import Manifest
 
-#: Fold ensembles (see :mod:`submission.predict.ensemble`).
-ENSEMBLE_METHODS = ("mean", "vote", "confidence")
+#: The papers' fold ensembles (see :mod:`submission.predict.ensemble`)
+PAPER_ENSEMBLES = ("mean", "vote", "confidence")
+#: ...and argmax, nnU-Net's rule for label-based (softmax) imported members.
+ENSEMBLE_METHODS = (*PAPER_ENSEMBLES, "argmax")
 #: What ET removed by the ET minimum volume becomes (see
 #: :mod:`submission.predict.postprocess`): ``necrosis`` (TC minus ET), ``background``, or
 #: ``empty`` (paper 002, 2.6: the ET region alone is emptied before nesting, so TC and WT
@@ -242,7 +244,8 @@ class PredictOptions:
     """What to compute; ``None`` fields take the bundle's recommended values.
 
     Attributes:
-        ensemble: ``mean``, ``vote`` or ``confidence``.
+        ensemble: ``mean``, ``vote``, ``confidence`` or ``argmax`` (label-based models:
+            :func:`submission.predict.ensemble.argmax_masks`).
         top_k: members averaged by ``confidence`` (default ceil(N/2) per region).
         confidence_empty: the confidence of a member that segments nothing, ``zero``,
             ``exclude`` or ``background`` (:mod:`submission.predict.ensemble`).

@@ -2,9 +2,9 @@
 synthetic cases of every task (:mod:`.synth`; the brain in :mod:`.synth_anatomy`, each
 task's lesions in :mod:`.synth_lesions` and :mod:`.synth_tasks`, intensities in
 :mod:`.synth_render`), pictures (:mod:`.view`), tuning a bundle's defaults
-(:mod:`.tuning`), checking folders by the challenge rules (:mod:`.validate`), zipping
-validation-phase uploads (:mod:`.package`) and the organisers' run of an image
-(:mod:`.rehearse`)."""
+(:mod:`.tuning`; one ``bratskit tune`` run in :mod:`.tuning_run`), checking folders by
+the challenge rules (:mod:`.validate`), zipping validation-phase uploads (:mod:`.package`)
+and the organisers' run of an image (:mod:`.rehearse`)."""
 
 __all__ = [
     "package",
@@ -15,6 +15,7 @@ __all__ = [
     "synth_render",
     "synth_tasks",
     "tuning",
+    "tuning_run",
     "validate",
     "view",
 ]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -75,6 +75,7 @@ __all__ = [
     "case_id",
     "et_kind_for_index",
     "lps_affine",
+    "read_absent_rates",
     "synthesize_case",
     "synthesize_task",
     "task_case_id",
@@ -260,6 +261,25 @@ def _resolve_task(layout: str | None, task: Task | str | None) -> Task:
             f"{task.naming} way; leave out the layout or give {task.naming}"
         )
     return task
+
+
+def read_absent_rates(texts: Sequence[str]) -> dict[str, float] | None:
+    """``MODALITY=RATE`` texts (``synth --absent``) as the ``absent`` of
+    :func:`write_synthetic_dataset`; None when there are none.
+
+    Raises:
+        SynthError: a text whose rate is not a number.
+    """
+    if not texts:
+        return None
+    absent = {}
+    for text in texts:
+        modality, _, rate = text.partition("=")
+        try:
+            absent[modality.strip()] = float(rate)
+        except ValueError:
+            raise SynthError(f"MODALITY=RATE with RATE 0..1, got {text!r}") from None
+    return absent
 
 
 def _checked_absent(task: Task, absent: Mapping[str, float] | None) -> dict[str, float]:

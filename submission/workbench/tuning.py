@@ -68,7 +68,7 @@ from submission.io.references import find_label_maps
 from submission.predict.bundle import Manifest, with_recommended, write_manifest
 from submission.predict.engine import Engine
 from submission.predict.ensemble import region_masks
-from submission.predict.options import CONFIDENCE_EMPTY, ENSEMBLE_METHODS, region_thresholds
+from submission.predict.options import CONFIDENCE_EMPTY, PAPER_ENSEMBLES, region_thresholds
 from submission.predict.postprocess import postprocess
 from submission.predict.preprocess import crop
 
@@ -205,6 +205,7 @@ def candidates(
     probability_thresholds: Sequence[float] = PROBABILITY_THRESHOLDS,
     regions: int = 3,
     rules: Sequence[str] = CONFIDENCE_EMPTY,
+    argmax: bool = False,
 ) -> list[Candidate]:
     """The grid: each ensemble method (confidence for each k when ``per_k``, and for each
     of ``rules`` for empty members) x ET threshold x a probability threshold for each of
@@ -212,13 +213,18 @@ def candidates(
     choices: list[tuple[str, int | None, str | None]] = [("mean", None, None), ("vote", None, None)]
     ks = range(1, n_members + 1) if per_k else [None]
     choices += [("confidence", k, rule) for k in ks for rule in rules]
-    assert {m for m, _, _ in choices} == set(ENSEMBLE_METHODS)
+    assert {m for m, _, _ in choices} == set(PAPER_ENSEMBLES)
     per_region = sorted(set(probability_thresholds), reverse=True)
-    return [
+    grid = [
         Candidate(m, k, t, p, rule)
         for m, k, rule in choices
         for t in sorted(set(et_thresholds))
         for p in itertools.product(per_region, repeat=regions)
+    ]
+    # argmax (label-based members) has no threshold: one row per ET threshold, at 0.5.
+    return grid + [
+        Candidate("argmax", None, t, (0.5,) * regions, None)
+        for t in (sorted(set(et_thresholds)) if argmax else ())
     ]
 
 
@@ -264,6 +270,7 @@ def score_candidates(
         [*probability_thresholds, *current.threshold],
         len(regions),
         list(dict.fromkeys([*confidence_rules, *filter(None, [current.confidence_empty])])),
+        argmax=any(m.labels is not None for m in engine.manifest.members),
     )
     if current not in grid:
         grid.insert(0, current)
@@ -328,6 +335,7 @@ def _score_case(
             k,
             cache=masks,
             confidence_empty=rule or engine.options.confidence_empty,
+            scheme_regions=scheme.regions,
         )
         et_voxels = (
             int(np.count_nonzero(regions[scheme.region_names.index(ENHANCING)]))

@@ -21,7 +21,8 @@ from export.parity import (
 from export.runs import load_member, read_run
 from submission.brats import MODALITIES
 from submission.exit_codes import EXIT_FAILED, EXIT_INPUT, EXIT_USAGE
-from submission.predict.bundle import BundleError, load_bundle, read_manifest
+from submission.predict.bundle import BundleError, read_manifest
+from submission.predict.bundle_files import load_bundle
 from submission.predict.preprocess import Preprocessing
 
 PATCH = [32, 32, 32]  # the members' crop in conftest.resunet_member

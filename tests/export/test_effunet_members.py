@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from submission.brats import MODALITIES
 from submission.io.cases import discover_cases
-from submission.predict.bundle import load_bundle
+from submission.predict.bundle_files import load_bundle
 from submission.predict.engine import Engine, RuntimeOptions
-from train.config import load_config
+from train.recipe_files import load_config
 
 #: effunet at test size: 12 slices (one reduction by 4), in-plane 64 (two cells at stride 32
 #: for EfficientNet's BatchNorm with batch 1), small decoders.

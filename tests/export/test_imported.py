@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from submission.exit_codes import EXIT_INPUT, EXIT_USAGE
-from submission.predict.bundle import load_bundle
+from submission.predict.bundle_files import load_bundle
 from submission.predict.sliding_window import SizeRule
 from train.models import build_model
 

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import yaml
 
 from submission.exit_codes import EXIT_INPUT
-from submission.predict.bundle import load_bundle
+from submission.predict.bundle_files import load_bundle
 
 
 def test_two_stage_run_bundles_both_stages_and_the_window(

@@ -11,7 +11,7 @@ from export.build import bundle_fields
 from export.recommended import recommended_for
 from export.runs import read_run
 from submission.predict.bundle import Recommended, read_manifest
-from train.config import load_config
+from train.recipe_files import load_config
 
 
 def test_runs_of_one_recipe_share_its_defaults_and_disagreeing_ones_get_the_defaults(caplog):

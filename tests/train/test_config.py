@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from submission.predict.bundle import Recommended
-from train.config import (
+from train.config import ConfigError
+from train.recipe_files import (
     RECIPE_DIR,
-    ConfigError,
     config_from_dict,
     load_config,
     recipe_names,

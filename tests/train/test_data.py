@@ -10,8 +10,8 @@ from submission.predict.preprocess import Preprocessing
 from submission.predict.tumour_window import extract_window
 from train.augment import AugmentConfig
 from train.cache import build_cache, training_cases
-from train.config import load_config
 from train.data import PatchDataset
+from train.recipe_files import load_config
 
 NO_AUGMENT = AugmentConfig(flip_p=0.0, intensity_p=0.0, affine_p=0.0)
 

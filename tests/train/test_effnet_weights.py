@@ -131,8 +131,8 @@ class _Stop(Exception):
 
 def test_training_from_scratch_logs_the_warning(caplog, monkeypatch, tmp_path):
     import train.trainer as trainer
-    from train.config import load_config
     from train.distributed import Env
+    from train.recipe_files import load_config
 
     def first_epoch(*args, **kwargs):
         raise _Stop

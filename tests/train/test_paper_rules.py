@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from train.config import ConfigError, load_config, recipe_names
+from train.config import ConfigError
 from train.describe import describe_recipe
 from train.distributed import split_batch
 from train.models.blocks import ResidualBlock3d
+from train.recipe_files import load_config, recipe_names
 from train.trainer import _step_schedule, make_optimizer
 from train.validation import Validation
 

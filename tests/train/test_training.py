@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from train.config import load_config
+from train.recipe_files import load_config
 
 BRATSKIT = [sys.executable, "-m", "submission"]
 

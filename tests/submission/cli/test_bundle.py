@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from submission.predict.bundle import load_bundle, read_manifest, sha256_file
+from submission.predict.bundle import read_manifest
+from submission.predict.bundle_files import load_bundle, sha256_file
 from submission.predict.members import ModelFile
 from tests.submission.predict.onnx_bundles import channel_bundle, pointwise_member, write_bundle
 
@@ -111,3 +112,48 @@ def test_manifest_formats_are_those_every_member_has(tmp_path):
     members = list(read_manifest(bundle).members)
     members[0] = replace(members[0], files={**members[0].files, "torchscript": extra.files["onnx"]})
     assert write_bundle(bundle, members) and read_manifest(bundle).formats == {"onnx"}
+
+
+def _other_bundle(root: Path, key: str = "other") -> Path:
+    """Two members of another key, predicting WT and TC from t2f and ET from t1c."""
+    weights = np.zeros((3, 4))
+    weights[[0, 1, 2], [3, 3, 1]] = 4.0
+    members = [
+        pointwise_member(root, key, fold, ("WT", "TC", "ET"), weights, np.zeros(3))
+        for fold in range(2)
+    ]
+    return write_bundle(root, members)
+
+
+def test_merge_makes_one_ensemble_of_every_member(tmp_path):
+    a, b = channel_bundle(tmp_path / "a", folds=2), _other_bundle(tmp_path / "b")
+    result = bratskit("bundle", "merge", a, b, "--out", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    merged = load_bundle(tmp_path / "m")  # every sha256 verified in the new folder
+    assert [m.name for m in merged.members] == [
+        "seg/fold0",
+        "seg/fold1",
+        "other/fold0",
+        "other/fold1",
+    ]
+    assert merged.recommended.ensemble == "mean"
+    for m in merged.members:
+        source = a if m.key == "seg" else b
+        assert (tmp_path / "m" / m.files["onnx"].path).read_bytes() == (
+            source / m.files["onnx"].path
+        ).read_bytes()
+
+
+def test_merge_refuses_collisions_and_disagreements(tmp_path):
+    a = channel_bundle(tmp_path / "a", folds=2)
+    again = bratskit("bundle", "merge", a, a, "--out", tmp_path / "m")
+    assert again.returncode == 3
+    assert "member seg/fold0, seg/fold1 is in more than one bundle" in again.stderr
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+    b = _other_bundle(tmp_path / "b")
+    manifest = read_manifest(b)
+    write_bundle(b, list(manifest.members), label_scheme="2023")
+    other = bratskit("bundle", "merge", a, b, "--out", tmp_path / "n")
+    assert other.returncode == 3 and "label_scheme '2023' differs" in other.stderr
+    one = bratskit("bundle", "merge", a, "--out", tmp_path / "o")
+    assert one.returncode == 3 and "at least two bundles" in one.stderr

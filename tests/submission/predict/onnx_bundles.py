@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper, save
 
-from submission.predict.bundle import Manifest, Recommended, sha256_file, write_manifest
+from submission.predict.bundle import Manifest, Recommended, write_manifest
+from submission.predict.bundle_files import sha256_file
 from submission.predict.members import Member, ModelFile
 from submission.predict.sliding_window import SizeRule
 

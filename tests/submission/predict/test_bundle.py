@@ -10,14 +10,13 @@ import pytest
 
 from submission.predict.bundle import (
     BundleError,
-    copy_bundle,
-    load_bundle,
     manifest_from_dict,
     read_manifest,
-    summary,
     with_recommended,
     write_manifest,
 )
+from submission.predict.bundle_description import summary
+from submission.predict.bundle_files import copy_bundle, load_bundle
 from tests.submission.predict.onnx_bundles import channel_bundle
 
 

@@ -16,8 +16,8 @@ from submission.predict.bundle import (
     Recommended,
     manifest_from_dict,
     read_manifest,
-    sha256_file,
 )
+from submission.predict.bundle_files import sha256_file
 from submission.predict.members import Member, ModelFile
 from submission.predict.sliding_window import SizeRule
 from tests.submission.predict.onnx_bundles import channel_bundle

@@ -27,7 +27,8 @@ from submission.evaluation.overlap_2021 import dice
 from submission.io.cases import discover_cases, load_case
 from submission.io.nifti import read_label_map
 from submission.predict import backends
-from submission.predict.bundle import BundleError, load_bundle, read_manifest, write_manifest
+from submission.predict.bundle import BundleError, read_manifest, write_manifest
+from submission.predict.bundle_files import load_bundle
 from submission.predict.engine import Engine, PredictOptions, RuntimeOptions
 from submission.predict.postprocess import postprocess
 from submission.predict.preprocess import CropInfo, Preprocessing, preprocess_case, uncrop

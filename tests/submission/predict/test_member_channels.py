@@ -11,7 +11,8 @@ import pytest
 from scipy.special import expit
 
 from submission.brats import MODALITIES
-from submission.predict.bundle import BundleError, Manifest, load_bundle, read_manifest
+from submission.predict.bundle import BundleError, Manifest, read_manifest
+from submission.predict.bundle_files import load_bundle
 from submission.predict.engine import Engine, RuntimeOptions
 from submission.predict.members import member_from_dict
 from submission.predict.preprocess import preprocess_case
