@@ -9,9 +9,9 @@ members; the confidence of a member that segments nothing, which the paper leave
 is scored under each rule of :data:`~submission.predict.options.CONFIDENCE_EMPTY` for
 every confidence candidate. The probability threshold of each region (0.5 by default) is
 tuned too: small networks trained briefly are often under-confident on the oedema border,
-and a lower WT threshold recovers it without touching TC and ET. Every candidate is scored
-on the same member probabilities, computed once per case, so the grid costs one
-prediction per case.
+and a lower WT threshold recovers it without touching TC and ET. A bundle with label-based
+imported members (nnU-Net) also scores ``argmax``, which has no threshold. Every candidate
+is scored on the same member probabilities, computed once per case.
 
 Two modes:
 
@@ -25,17 +25,15 @@ Two modes:
 
 The score is the mean over cases of the mean 2021 Dice of the bundle's regions (WT, TC
 and ET; RC or CC too, or GTV alone, for the tasks that have them; CONTRACT.md 5: both empty
-gives 1, so an ET threshold that empties a false-positive ET on a case without
-ET earns its point). HD95 is not computed for every candidate. Ties keep the bundle's
-current defaults, then the earlier candidate (mean, vote, confidence; smaller k; the
-rules in :data:`~submission.predict.options.CONFIDENCE_EMPTY` order; smaller ET
+gives 1, so an ET threshold that empties a false-positive ET earns its point). HD95 is not computed for every candidate. Ties keep the bundle's
+current defaults, then the earlier candidate (mean, vote, confidence, argmax; smaller k;
+the rules in :data:`~submission.predict.options.CONFIDENCE_EMPTY` order; smaller ET
 threshold; larger probability thresholds).
 
 What ET removed by the ET threshold becomes is not tuned: every candidate is
 post-processed with the engine's ``et_replace`` (the bundle's unless ``tune --et-replace``
-says otherwise; ``necrosis``, ``background`` or ``empty``,
-:mod:`submission.predict.postprocess`), as ``predict`` would, and it is stored with the
-winner.
+says otherwise, :mod:`submission.predict.postprocess`), as ``predict`` would, and it is
+stored with the winner.
 
 Scores are exact, not approximations: each candidate's regions go through the runtime's
 own :func:`submission.predict.postprocess.postprocess` on the cropped case, and voxels of the
