@@ -14,6 +14,17 @@ Imports :mod:`submission` (bundle manifest, preprocessing, synthetic cases) and
     ``staging``      all-or-nothing output folders
     ``errors``       the exceptions, one per exit code
     ``cli``          the click command
+
+``bratskit import`` (issue 15: models trained with nnU-Net v2 or MONAI, their own
+inference recorded as the manifest's ``pipelines``; needs the ``import`` extra):
+
+    ``nnunet_folder``   results folder, plans, checkpoints (allow-listed unpickling)
+    ``nnunet_network``  trainer and architecture checks, the network rebuilt and exported
+    ``nnunet_labels``   channel, label and post-processing mapping to the challenge's
+    ``nnunet_import``   a results folder to a bundle (:func:`export.nnunet_import.import_nnunet`)
+    ``monai_config``    a MONAI bundle's configs, read as JSON against a whitelist
+    ``monai_import``    a MONAI bundle to a bundle (:func:`export.monai_import.import_monai`)
+    ``import_cli``, ``monai_cli``  the click group ``import`` and its commands
 """
 
 __all__: list[str] = []

@@ -81,5 +81,6 @@ for _command in (
 for _optional in (
     ("train.cli", "train", "the train/ package (models and k-fold training)", "k-fold training"),
     ("export.cli", "export", "the export/ package (ONNX/TorchScript bundles)", "export runs"),
+    ("export.import_cli", "import", "the export/ package (nnU-Net, MONAI)", "import models"),
 ):
     main.add_command(_optional_command(*_optional))

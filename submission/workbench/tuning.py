@@ -8,10 +8,10 @@ ensembles (section 2.5); paper 004 (section 3.2) averages the top N/2 most confi
 members; the confidence of a member that segments nothing, which the paper leaves open,
 is scored under each rule of :data:`~submission.predict.options.CONFIDENCE_EMPTY` for
 every confidence candidate. The probability threshold of each region (0.5 by default) is
-tuned too: small networks trained briefly are often under-confident on the oedema border,
-and a lower WT threshold recovers it without touching TC and ET. A bundle with label-based
-imported members (nnU-Net) also scores ``argmax``, which has no threshold. Every candidate
-is scored on the same member probabilities, computed once per case.
+tuned too (small networks trained briefly are often under-confident on the oedema border:
+a lower WT threshold recovers it). A bundle with label-based imported members (nnU-Net)
+also scores ``argmax``, which has no threshold. Every candidate is scored on the same
+member probabilities, computed once per case.
 
 Two modes:
 
@@ -25,10 +25,11 @@ Two modes:
 
 The score is the mean over cases of the mean 2021 Dice of the bundle's regions (WT, TC
 and ET; RC or CC too, or GTV alone, for the tasks that have them; CONTRACT.md 5: both empty
-gives 1, so an ET threshold that empties a false-positive ET earns its point). HD95 is not computed for every candidate. Ties keep the bundle's
-current defaults, then the earlier candidate (mean, vote, confidence, argmax; smaller k;
-the rules in :data:`~submission.predict.options.CONFIDENCE_EMPTY` order; smaller ET
-threshold; larger probability thresholds).
+gives 1, so an ET threshold that empties a false-positive ET earns its point). HD95 is not
+computed for every candidate. Ties keep the bundle's current defaults, then the earlier
+candidate (mean, vote, confidence, argmax; smaller k; the rules in
+:data:`~submission.predict.options.CONFIDENCE_EMPTY` order; smaller ET threshold; larger
+probability thresholds).
 
 What ET removed by the ET threshold becomes is not tuned: every candidate is
 post-processed with the engine's ``et_replace`` (the bundle's unless ``tune --et-replace``
@@ -219,7 +220,6 @@ def candidates(
         for t in sorted(set(et_thresholds))
         for p in itertools.product(per_region, repeat=regions)
     ]
-    # argmax (label-based members) has no threshold: one row per ET threshold, at 0.5.
     return grid + [
         Candidate("argmax", None, t, (0.5,) * regions, None)
         for t in (sorted(set(et_thresholds)) if argmax else ())

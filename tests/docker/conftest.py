@@ -40,23 +40,28 @@ class Image:
     bundle: Path
 
 
-@pytest.fixture(scope="session")
-def image(tmp_path_factory) -> Image:
-    """``make build`` of a 3-fold pointwise bundle; removed after the session."""
+def build_image(bundle: Path, tag: str) -> Image:
+    """``make build`` of ``bundle`` on the offline base (skipped, or failed in CI, without
+    an engine or the base image)."""
     _need(shutil.which("docker") is not None, "the docker client is not installed")
     info = subprocess.run(["docker", "info"], capture_output=True)
     _need(info.returncode == 0, "no Docker engine answers (dockerd --bridge=none ...)")
     base = subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True)
     _need(base.returncode == 0, f"base image {BASE_IMAGE} is missing: make base-image")
-    bundle = channel_bundle(tmp_path_factory.mktemp("bundle"))
     build = subprocess.run(
-        ["make", "-C", str(REPO), "build", f"BUNDLE={bundle}", f"IMAGE={IMAGE}"]
+        ["make", "-C", str(REPO), "build", f"BUNDLE={bundle}", f"IMAGE={tag}"]
         + [f"BASE_IMAGE={BASE_IMAGE}"],
         capture_output=True,
         text=True,
     )
     assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-5000:]
-    yield Image(IMAGE, bundle)
+    return Image(tag, bundle)
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory) -> Image:
+    """``make build`` of a 3-fold pointwise bundle; removed after the session."""
+    yield build_image(channel_bundle(tmp_path_factory.mktemp("bundle")), IMAGE)
     subprocess.run(["docker", "image", "rm", "-f", IMAGE], capture_output=True)
 
 

@@ -104,6 +104,7 @@ def test_python_m_submission_is_the_whole_bratskit_command():
         "bundle",
         "evaluate",
         "export",
+        "import",
         "package",
         "predict",
         "rehearse",
