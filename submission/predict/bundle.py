@@ -64,7 +64,7 @@ from submission.exit_codes import UnusableError
 from submission.predict.manifest_schema import SchemaError, check_manifest_data
 from submission.predict.members import FILE_FORMATS, OUTPUT_KINDS, STAGES, Member, member_from_dict
 from submission.predict.options import DEFAULT_CONFIDENCE_EMPTY, RECOMMENDABLE, check_option
-from submission.predict.pipelines import label_regions, pipeline_from_dict
+from submission.predict.pipelines import ensemble_inputs, label_regions, pipeline_from_dict
 from submission.predict.preprocess import Preprocessing
 from submission.tasks import TASKS, get_task
 
@@ -148,9 +148,9 @@ class Manifest:
 
     @property
     def fewest_members(self) -> int:
-        """Segmentation members of the least covered region: confidence's largest top-k."""
-        stage = self.stage("segmentation")
-        return min(sum(r in m.regions for m in stage) for r in self.region_names)
+        """Ensemble inputs of the least covered region (an nnU-Net group, its folds averaged
+        as logits, is one): confidence's largest top-k."""
+        return min(ensemble_inputs(self, r) for r in self.region_names)
 
     def stage(self, name: str) -> tuple[Member, ...]:
         """Members of stage ``name`` in manifest order."""

@@ -56,6 +56,22 @@ def pipeline_from_dict(raw: Mapping[str, Any]):
     return getattr(_module(kind), PIPELINE_KINDS[kind][1]).from_dict(dict(raw))
 
 
+def ensemble_inputs(manifest, region: str) -> int:
+    """How many probability maps of ``region`` the ensemble combines: one per bratskit-run
+    segmentation member, one per pipeline group whose folds are averaged as logits
+    (nnU-Net), one per member of the other pipelines."""
+    members = [m for m in manifest.stage("segmentation") if region in m.regions]
+    groups = {
+        m.pipeline
+        for m in members
+        if m.pipeline is not None and manifest.pipelines[m.pipeline].fold_average == "logits"
+    }
+    return len(groups) + sum(
+        m.pipeline is None or manifest.pipelines[m.pipeline].fold_average != "logits"
+        for m in members
+    )
+
+
 def label_regions(labels: Sequence[int], scheme_regions: Mapping[str, frozenset[int]]):
     """The regions (scheme order) a label-based member's outputs make up: those whose
     labels are all among ``labels``."""
