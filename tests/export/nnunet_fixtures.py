@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import nibabel as nib
 import numpy as np
 import pytest
@@ -150,8 +151,9 @@ def write_raw_dataset(
     return dataset_dir
 
 
-def plan_dataset(dataset_id: int) -> dict:
-    """nnU-Net's fingerprint and ExperimentPlanner plans of a raw dataset, shrunk.
+def plan_dataset(dataset_id: int, **shrink) -> dict:
+    """nnU-Net's fingerprint and ExperimentPlanner plans of a raw dataset, shrunk
+    (``shrink``: :func:`shrink_plans`'s keyword arguments).
 
     The fingerprint samples 1e5 foreground intensities instead of 1e8 (they only
     matter for CT normalisation; 1e8 ships gigabytes between processes).
@@ -170,21 +172,27 @@ def plan_dataset(dataset_id: int) -> dict:
     plans_name = plan_experiments([dataset_id], "ExperimentPlanner")
     path = Path(nnUNet_preprocessed.get()) / convert_id_to_dataset_name(dataset_id)
     plans_file = path / f"{plans_name}.json"
-    plans = shrink_plans(json.loads(plans_file.read_text()))
+    plans = shrink_plans(json.loads(plans_file.read_text()), **shrink)
     plans_file.write_text(json.dumps(plans, indent=2))
     return plans
 
 
-def shrink_plans(plans: dict, configuration: str = CONFIGURATION) -> dict:
-    """3d_fullres with a ``PATCH``-sized patch (a multiple of the total stride per axis)
-    and features 4, 8, 16, ... (at most 32) per stage."""
+def shrink_plans(
+    plans: dict,
+    configuration: str = CONFIGURATION,
+    patch: int | None = PATCH,
+    features: tuple[int, int] = (FIRST_FEATURES, MAX_FEATURES),
+) -> dict:
+    """3d_fullres with a ``patch``-sized patch (a multiple of the total stride per axis;
+    None keeps the planner's) and features ``first``, 2 ``first``, ... (at most ``most``,
+    ``features = (first, most)``) per stage."""
     config = plans["configurations"][configuration]
     kwargs = config["architecture"]["arch_kwargs"]
     stride = np.prod(np.asarray(kwargs["strides"], dtype=int), axis=0)
-    config["patch_size"] = [int(-(-PATCH // s) * s) for s in stride]
-    kwargs["features_per_stage"] = [
-        min(FIRST_FEATURES * 2**i, MAX_FEATURES) for i in range(kwargs["n_stages"])
-    ]
+    if patch is not None:
+        config["patch_size"] = [int(-(-patch // s) * s) for s in stride]
+    first, most = features
+    kwargs["features_per_stage"] = [min(first * 2**i, most) for i in range(kwargs["n_stages"])]
     return plans
 
 
@@ -213,7 +221,10 @@ def write_results(plans: dict, dataset_json: dict, folds: Sequence[int] = FOLDS)
         )
         trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
         trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        _log_one_epoch(trainer, np.random.default_rng(fold))
+        # nnU-Net's logger plots with seaborn's sns.set(), which restyles every later
+        # matplotlib figure of the session (the picture tests): keep its rcParams here.
+        with matplotlib.rc_context():
+            _log_one_epoch(trainer, np.random.default_rng(fold))
         trainer.current_epoch -= 1  # as on_train_end does before the final checkpoint
         trainer.save_checkpoint(os.path.join(trainer.output_folder, "checkpoint_final.pth"))
         out = Path(trainer.output_folder_base)
