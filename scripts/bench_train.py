@@ -133,7 +133,7 @@ def _step_time(member, batch, crop, device, amp, steps) -> tuple[float, str]:
     model = build_member_model(member).to(device)
     step = TrainStep(model, projection=member.redundancy > 0)
     optimizer, _ = make_optimizer(model.parameters(), member.optimizer, 1)
-    loss_fn = get_loss(member.loss)
+    loss_fn = get_loss(member.loss, member.loss_params)
     views = 2 if member.redundancy > 0 else 1
     channels = 4 if member.channels is None else len(member.channels)  # effunet: one each
     x = torch.randn(batch * views, channels, *crop, device=device)

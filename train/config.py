@@ -89,6 +89,8 @@ class MemberConfig:
         arch: model name in :data:`train.models.MODELS`.
         arch_params: keyword arguments of the model builder.
         loss: name in :data:`train.losses.LOSSES`.
+        loss_params: its keyword arguments (``bce_dice``: ``dice_weight``); {} the
+            paper's form.
         redundancy: weight of the Barlow-Twins loss (004 §3.1); 0 disables the second view.
         crop: training patch (D, H, W).
         sampling: ``random`` windows, ``tumour``-centred ones with ``jitter`` (002 §2.3), or
@@ -104,6 +106,7 @@ class MemberConfig:
     arch_params: dict[str, Any] = field(default_factory=dict)
     stage: str = "segmentation"
     loss: str = "bce_dice"
+    loss_params: dict[str, Any] = field(default_factory=dict)
     redundancy: float = 0.0
     optimizer: OptimConfig = field(default_factory=OptimConfig)
     crop: tuple[int, int, int] = (128, 128, 128)
@@ -125,6 +128,12 @@ class MemberConfig:
             raise ConfigError(f"{self.key}.regions must be distinct regions, got {self.regions}")
         if len(self.crop) != 3 or min(self.crop) < 1:
             raise ConfigError(f"{self.key}.crop must be three positive sizes, got {self.crop}")
+        from train.losses import get_loss  # torch: imported when a member is built
+
+        try:
+            get_loss(self.loss, self.loss_params)
+        except ValueError as exc:
+            raise ConfigError(f"{self.key}.loss: {exc}") from None
 
     def model_params(self) -> dict[str, Any]:
         """Keyword arguments of the member's network: ``arch_params`` with ``out_channels``

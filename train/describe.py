@@ -33,6 +33,7 @@ def describe_recipe(config: TrainConfig) -> str:
             "",
             f"member {member.key} ({member.stage}): {member.arch} -> {', '.join(member.regions)}",
             f"  loss {member.loss}"
+            + "".join(f" {k}={v}" for k, v in member.loss_params.items())
             + (f" + {member.redundancy} x Barlow-Twins" if member.redundancy else ""),
             f"  optimiser {opt.name} lr {opt.lr:g} wd {opt.weight_decay:g}, schedule "
             f"{_schedule(opt)}; crop {member.crop} ({member.sampling})",

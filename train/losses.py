@@ -17,7 +17,10 @@ Empty-mask conventions (pinned in ``tests/train/test_losses.py``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -112,12 +115,14 @@ def dice_squared_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return dice_loss(logits, target, form="squared")
 
 
-def bce_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE plus plain soft Dice loss with equal weights, paper 002 section 2.4 (WT, TC).
+def bce_dice(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0) -> torch.Tensor:
+    """BCE plus plain soft Dice loss, paper 002 section 2.4 (WT, TC): equal weights as the
+    paper's, unless ``dice_weight`` (a recipe's ``loss_params``) weighs the Dice term.
 
     The Dice term is the batch Dice (see :func:`dice_coefficient`).
     """
-    return bce(logits, target) + dice_loss(logits, target, form="plain", batch=True)
+    dice = dice_loss(logits, target, form="plain", batch=True)
+    return bce(logits, target) + dice_weight * dice
 
 
 def ce_minus_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -185,11 +190,26 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
-def get_loss(name: str) -> LossFn:
-    """Look up a segmentation loss by its config name (a key of :data:`LOSSES`)."""
+def get_loss(name: str, params: Mapping[str, Any] | None = None) -> LossFn:
+    """Look up a segmentation loss by its config name (a key of :data:`LOSSES`), with a
+    recipe's ``loss_params`` bound to its keyword arguments (``bce_dice``: ``dice_weight``).
+
+    Raises:
+        ValueError: an unknown loss, or a parameter it does not take.
+    """
     try:
-        return LOSSES[name]
+        loss = LOSSES[name]
     except KeyError:
         raise ValueError(
             f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}"
         ) from None
+    if not params:
+        return loss
+    takes = list(inspect.signature(loss).parameters)[2:]
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ValueError(
+            f"loss {name} takes no {', '.join(unknown)} (its parameters: "
+            f"{', '.join(takes) or 'none'})"
+        )
+    return functools.partial(loss, **params)

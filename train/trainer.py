@@ -187,7 +187,7 @@ def run_epoch(
     cfg, member = job.config, job.member
     dataset.set_epoch(epoch)
     loader = _loader(dataset, cfg, env, epoch)
-    loss_fn = get_loss(member.loss)
+    loss_fn = get_loss(member.loss, member.loss_params)
     step.train()
     optimizer.zero_grad(set_to_none=True)
     total, cases, voxels, start = 0.0, 0, 0, time.perf_counter()

@@ -85,7 +85,7 @@ def validate(
     patch = None
     if any(f is not None for f in rule.fixed):
         patch = tuple(f if f is not None else c for f, c in zip(rule.fixed, member.crop))
-    loss_fn = get_loss(member.loss)
+    loss_fn = get_loss(member.loss, member.loss_params)
     scores: list[list[float]] = []
     losses: list[float] = []
     for case in cases:

@@ -217,3 +217,16 @@ def test_batch_dice_pools_samples_so_an_empty_patch_does_not_score_zero():
     assert bce_dice(logits, target).item() == pytest.approx(
         bce(logits, target).item() + 1 - pooled.item()
     )
+
+
+def test_loss_params_weigh_the_dice_term_of_bce_dice():
+    logits = torch.randn(1, 3, 6, 5, 4, generator=torch.Generator().manual_seed(0))
+    target = (torch.rand(1, 3, 6, 5, 4, generator=torch.Generator().manual_seed(1)) > 0.7).float()
+    plain = get_loss("bce_dice")(logits, target)
+    weighted = get_loss("bce_dice", {"dice_weight": 3.0})(logits, target)
+    dice = dice_loss(logits, target, form="plain", batch=True)
+    torch.testing.assert_close(weighted - plain, 2.0 * dice)
+    with pytest.raises(ValueError, match="takes no dice_weigth"):
+        get_loss("bce_dice", {"dice_weigth": 2.0})
+    with pytest.raises(ValueError, match="takes no dice_weight"):
+        get_loss("dice_squared", {"dice_weight": 2.0})
