@@ -22,6 +22,7 @@ inference recorded as the manifest's ``pipelines``; needs the ``import`` extra):
     ``nnunet_network``  trainer and architecture checks, the network rebuilt and exported
     ``nnunet_labels``   channel, label and post-processing mapping to the challenge's
     ``nnunet_import``   a results folder to a bundle (:func:`export.nnunet_import.import_nnunet`)
+    ``foreign_json``    their JSON files, read as data (failures are exit 3)
     ``monai_config``    a MONAI bundle's configs, read as JSON against a whitelist
     ``monai_import``    a MONAI bundle to a bundle (:func:`export.monai_import.import_monai`)
     ``import_cli``, ``monai_cli``  the click group ``import`` and its commands

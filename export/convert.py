@@ -39,6 +39,8 @@ import io
 import logging
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,27 +258,49 @@ def export_files(
         start = time.perf_counter()
         rel = f"{stem}{SUFFIXES[key]}"
         precision = "fp16" if key == "onnx-fp16" else "fp32"
-        try:
+        with export_failure(name, key):
             forward = _write(key, model, rule, inputs, bundle_dir, stem, settings)
-        except Exception as exc:  # torch, onnx and onnxruntime raise many types
-            log.debug("export of %s %s failed", name, key, exc_info=True)
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise ExportError(
-                f"{name} {key}: export failed: {type(exc).__name__}: {first}"
-            ) from exc
         parity = check_parity(name, key, forward, inputs, reference, precision)
         files[key] = ModelFile(rel, sha256_file(bundle_dir / rel), precision, parity)
-        log.info(
-            "%s %-11s %s  parity %.2e <= %.0e at %s  %.1f s",
-            name,
-            key,
-            rel,
-            parity["max_abs_diff"],
-            parity["tolerance"],
-            "x".join(map(str, parity["input_shape"])),
-            time.perf_counter() - start,
-        )
+        log_parity(name, key, rel, parity, start)
     return files
+
+
+@contextmanager
+def export_failure(name: str, key: str) -> Iterator[None]:
+    """Any exception while writing or loading back ``name``'s ``key`` file (torch, onnx
+    and onnxruntime raise many types) as an :class:`ExportError` naming both."""
+    try:
+        yield
+    except Exception as exc:
+        log.debug("export of %s %s failed", name, key, exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ExportError(f"{name} {key}: export failed: {type(exc).__name__}: {first}") from exc
+
+
+def write_onnx(
+    name: str, model: nn.Module, inputs: ParityInputs, path: Path, rule: SizeRule, opset: int
+) -> Forward:
+    """Export ``model`` to ONNX at ``path`` (its folder made) and load the file back: its
+    forward (what an importer parity-checks); failures as :func:`export_failure`'s."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with export_failure(name, "onnx"):
+        export_onnx(model, torch.from_numpy(inputs.trace_ncdhw), path, rule, opset)
+        return onnx_forward(path)
+
+
+def log_parity(name: str, key: str, rel: str, parity: dict, start: float) -> None:
+    """The log line of one checked file: its parity, the check's input and the seconds."""
+    log.info(
+        "%s %-11s %s  parity %.2e <= %.0e at %s  %.1f s",
+        name,
+        key,
+        rel,
+        parity["max_abs_diff"],
+        parity["tolerance"],
+        "x".join(map(str, parity["input_shape"])),
+        time.perf_counter() - start,
+    )
 
 
 def _write(

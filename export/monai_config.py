@@ -29,7 +29,6 @@ FLAIR -> t1c, t1n, t2w, t2f), unless ``channels`` is given, and the output regio
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from export.errors import RunError
+from export.foreign_json import read_json_object
 from submission.predict.monai_pipeline import MonaiPipeline, Normalization
 
 log = logging.getLogger(__name__)
@@ -316,17 +316,9 @@ def _names(metadata: dict, side: str, key: str, table: dict, path: Path) -> tupl
 
 
 def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        yaml = path.with_suffix(".yaml")
-        fix = f"convert {yaml.name} to JSON" if yaml.is_file() else "see the model zoo's layout"
-        raise RunError(f"{path} does not exist: {fix}")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"cannot read {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise RunError(f"{path} is not a JSON object")
-    return raw
+    yaml = path.with_suffix(".yaml")
+    fix = f"convert {yaml.name} to JSON" if yaml.is_file() else "see the model zoo's layout"
+    return read_json_object(path, fix)
 
 
 def read_monai_bundle(bundle_dir: Path, channels: Sequence[str] | None = None) -> MonaiSpec:

@@ -25,11 +25,11 @@ import torch
 from scipy.special import expit
 
 from export.build import bratskit_version
-from export.convert import DEFAULT_OPSET, export_onnx, inference_model
-from export.errors import ExportError, RunError
+from export.convert import DEFAULT_OPSET, inference_model, log_parity, write_onnx
+from export.errors import RunError
 from export.monai_config import NETWORKS as NETWORKS
 from export.monai_config import MonaiSpec, read_monai_bundle
-from export.parity import check_parity, eager_reference, onnx_forward, parity_inputs
+from export.parity import check_parity, eager_reference, parity_inputs
 from export.staging import check_output, staged_folder
 from submission.predict.bundle import BundleError, Manifest, Recommended, write_manifest
 from submission.predict.bundle_files import load_bundle, sha256_file
@@ -179,16 +179,8 @@ def export_network(
     start, name, rel = time.perf_counter(), f"{KEY}/fold0", f"{KEY}/fold0.onnx"
     patch = [max(d, min(r, MAX_CHECK) // d * d) for r, d in zip(spec.pipeline.roi, rule.divisors)]
     inputs = parity_inputs(rule, Preprocessing(), patch, channels=spec.pipeline.channels)
-    (bundle_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        export_onnx(net, torch.from_numpy(inputs.trace_ncdhw), bundle_dir / rel, rule, opset)
-        logits = onnx_forward(bundle_dir / rel)
-    except Exception as exc:  # torch, onnx and onnxruntime raise many types
-        log.debug("export of %s failed", name, exc_info=True)
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ExportError(f"{name} onnx: export failed: {type(exc).__name__}: {first}") from exc
+    logits = write_onnx(name, net, inputs, bundle_dir / rel, rule, opset)
     reference, _ = eager_reference(inference_model(net), inputs.check_ncdhw)
     parity = check_parity(name, "onnx", lambda x: expit(logits(x)), inputs, reference)
-    log.info("%s onnx %s  parity %.2e at %s  %.1f s", name, rel, parity["max_abs_diff"],
-             "x".join(map(str, parity["input_shape"])), time.perf_counter() - start)  # fmt: skip
+    log_parity(name, "onnx", rel, parity, start)
     return ModelFile(rel, sha256_file(bundle_dir / rel), "fp32", parity)

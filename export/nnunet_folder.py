@@ -26,7 +26,6 @@ folds and checkpoints with other pickled types.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from export.errors import RunError
+from export.foreign_json import read_json_object
 from export.nnunet_network import FIX_IMPORT, check_architecture, check_trainer
 
 log = logging.getLogger(__name__)
@@ -181,19 +181,11 @@ def read_results(path: Path, folds: tuple[int, ...] | None, checkpoint: str) -> 
 
 
 def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise RunError(
-            f"{path} is missing: an nnU-Net results folder holds plans.json and dataset.json "
-            "(nnU-Net's trainer copies them there); pass the <trainer>__<plans>__<configuration> "
-            "folder"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path} does not hold a JSON object")
-    return data
+    return read_json_object(
+        path,
+        "an nnU-Net results folder holds plans.json and dataset.json (nnU-Net's trainer "
+        "copies them there); pass the <trainer>__<plans>__<configuration> folder",
+    )
 
 
 def _fold_paths(path: Path, folds: tuple[int, ...] | None, name: str) -> list[tuple[int, Path]]:

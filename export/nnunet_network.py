@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from export.convert import DEFAULT_OPSET, export_onnx
-from export.errors import ExportError, RunError
-from export.parity import ParityInputs, check_parity, eager_forward, onnx_forward
+from export.convert import DEFAULT_OPSET, log_parity, write_onnx
+from export.errors import RunError
+from export.parity import ParityInputs, check_parity, eager_forward
 from submission.predict.bundle_files import sha256_file
 from submission.predict.members import ModelFile
 from submission.predict.sliding_window import SizeRule
@@ -182,29 +182,14 @@ def export_fold(
     start = time.perf_counter()
     name, rel = f"{KEY}/fold{fold.fold}", f"{KEY}/fold{fold.fold}.onnx"
     network = build_network(results, fold)
-    (bundle_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        export_onnx(network, torch.from_numpy(inputs.trace_ncdhw), bundle_dir / rel, rule, opset)
-        onnx_logits = onnx_forward(bundle_dir / rel)
-    except Exception as exc:  # torch, onnx and onnxruntime raise many types
-        log.debug("export of %s failed", name, exc_info=True)
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ExportError(f"{name} onnx: export failed: {type(exc).__name__}: {first}") from exc
+    onnx_logits = write_onnx(name, network, inputs, bundle_dir / rel, rule, opset)
     reference = _probabilities(eager_forward(network)(inputs.check_ncdhw), nonlinearity)
 
     def forward(image_ncdhw: np.ndarray) -> np.ndarray:
         return _probabilities(onnx_logits(image_ncdhw), nonlinearity)
 
     parity = check_parity(name, "onnx", forward, inputs, reference)
-    log.info(
-        "%s onnx %s  parity %.2e <= %.0e at %s  %.1f s",
-        name,
-        rel,
-        parity["max_abs_diff"],
-        parity["tolerance"],
-        "x".join(map(str, parity["input_shape"])),
-        time.perf_counter() - start,
-    )
+    log_parity(name, "onnx", rel, parity, start)
     return ModelFile(rel, sha256_file(bundle_dir / rel), "fp32", parity)
 
 
