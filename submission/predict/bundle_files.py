@@ -120,7 +120,8 @@ def merge_bundles(sources: list[Path], out_dir: Path) -> Manifest:
     MONAI groups), their files copied and verified on both sides: the ensemble ``bratskit
     tune`` then chooses the method, top-k and thresholds of.
 
-    The sources must agree on the task, label scheme, channels and missing-modality fills;
+    The sources must agree on the task (one without a task is its label scheme's glioma
+    task), label scheme, channels and missing-modality fills;
     the bratskit preprocessing is that of the sources with bratskit-run members (which
     must agree), member names, pipeline names and file paths must not collide, and at
     most one source may have a localisation stage. The merged bundle recommends the
@@ -136,12 +137,18 @@ def merge_bundles(sources: list[Path], out_dir: Path) -> Manifest:
         raise BundleError("merge needs at least two bundles")
     manifests = [load_bundle(s) for s in sources]
     first = manifests[0]
+    tasks = sorted({m.task for m in manifests} - {None})
+    if len(tasks) > 1:
+        raise BundleError(f"the bundles are of tasks {', '.join(tasks)}; merge one task's")
     for source, m in zip(sources[1:], manifests[1:]):
-        for name in ("task", "label_scheme", "channels", "missing_modalities"):
+        # A bundle without a task (trained without --task) is its label scheme's glioma
+        # task: the same regions, so it merges with one that names the task.
+        for name in ("scheme", "label_scheme", "channels", "missing_modalities"):
             if getattr(m, name) != getattr(first, name):
+                shown = (lambda v: v.name) if name == "scheme" else repr
                 raise BundleError(
-                    f"{source}: {name} {getattr(m, name)!r} differs from {sources[0]}'s "
-                    f"{getattr(first, name)!r}; merge bundles of one task and channels"
+                    f"{source}: {name} {shown(getattr(m, name))} differs from {sources[0]}'s "
+                    f"{shown(getattr(first, name))}; merge bundles of one task and channels"
                 )
     ours = [m for m in manifests if any(x.pipeline is None for x in m.members)] or manifests
     if any(m.preprocessing != ours[0].preprocessing for m in ours):
@@ -174,6 +181,7 @@ def merge_bundles(sources: list[Path], out_dir: Path) -> Manifest:
     label_based = all(x.labels is not None for x in members if x.stage == "segmentation")
     merged = replace(
         first,
+        task=tasks[0] if tasks else None,
         members=tuple(members),
         pipelines=dict(pipelines),
         preprocessing=ours[0].preprocessing,

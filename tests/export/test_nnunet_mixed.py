@@ -20,13 +20,13 @@ from tests.export.nnunet_fixtures import (  # noqa: F401 (the *_fixture are fixt
     nnunet_region_bundle_fixture,
     nnunet_region_model_fixture,
 )
-from tests.submission.predict.onnx_bundles import channel_bundle, write_bundle
+from tests.submission.predict.onnx_bundles import channel_bundle
 
 
 def _ours(root):
-    """Three pointwise folds of the same task as the nnU-Net bundle."""
-    bundle = channel_bundle(root)
-    return write_bundle(bundle, list(read_manifest(bundle).members), task="gli-2021")
+    """Three pointwise folds, 2021 labels, no task (trained without --task): they merge
+    with the nnU-Net bundle of task gli-2021."""
+    return channel_bundle(root)
 
 
 def _invoke(*args):
@@ -40,6 +40,7 @@ def test_merged_bundle_predicts_and_tunes(nnunet_region_bundle, nnunet_region_mo
     merged = tmp_path / "mixed"
     _invoke("bundle", "merge", nnunet_region_bundle, _ours(tmp_path / "ours"), "--out", merged)
     manifest = read_manifest(merged)
+    assert manifest.task == "gli-2021"
     assert manifest.fewest_members == 1 + 3  # the nnU-Net group is one ensemble input
 
     case = discover_cases(model.test_dir).cases[0]

@@ -154,6 +154,10 @@ def test_merge_refuses_collisions_and_disagreements(tmp_path):
     manifest = read_manifest(b)
     write_bundle(b, list(manifest.members), label_scheme="2023")
     other = bratskit("bundle", "merge", a, b, "--out", tmp_path / "n")
-    assert other.returncode == 3 and "label_scheme '2023' differs" in other.stderr
+    assert other.returncode == 3 and "scheme 2023 differs from" in other.stderr
+    write_bundle(b, list(manifest.members), task="gli-2023")
+    write_bundle(a, list(read_manifest(a).members), task="gli-2021")
+    tasks = bratskit("bundle", "merge", a, b, "--out", tmp_path / "t")
+    assert tasks.returncode == 3 and "tasks gli-2021, gli-2023" in tasks.stderr
     one = bratskit("bundle", "merge", a, "--out", tmp_path / "o")
     assert one.returncode == 3 and "at least two bundles" in one.stderr
