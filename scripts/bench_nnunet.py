@@ -14,7 +14,8 @@ mirroring), and fold checkpoints with random weights written by ``nnUNetTrainer`
 Each prediction runs in its own process, one after another, with every core; the table
 gives wall seconds, the peak resident memory of the whole process tree (polled every
 0.1 s from /proc), and the share of voxels whose BraTS labels equal nnU-Net's, with and
-without mirroring (nnU-Net's ``--disable_tta``, bratskit's ``--tta``).
+without mirroring (nnU-Net's ``--disable_tta``, bratskit's ``--tta``); then the seconds
+of one sliding-window evaluation in torch, ONNX Runtime and OpenVINO (fp32, bf16).
 """
 
 from __future__ import annotations
@@ -100,6 +101,47 @@ def nnunet_labels(folder: Path, case: str) -> np.ndarray:
     return convert_labels_back_to_BraTS(seg)
 
 
+def time_windows(results: Path, bundle: Path, repeats: int = 3) -> list[tuple[str, float]]:
+    """Seconds per sliding-window evaluation of fold 0 on one plans-sized patch (mean of
+    ``repeats`` after a warm-up): torch as nnU-Net runs it, ONNX Runtime, OpenVINO fp32
+    and bf16. What both predictors spend nearly all their time in."""
+    import onnxruntime as ort
+    import openvino as ov
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    config = json.loads((results / "plans.json").read_text())["configurations"]["3d_fullres"]
+    arch = config["architecture"]
+    labels = json.loads((results / "dataset.json").read_text())["labels"]
+    network = get_network_from_plans(
+        arch["network_class_name"],
+        arch["arch_kwargs"],
+        arch["_kw_requires_import"],
+        len(fx.CHANNEL_MODALITIES),
+        len(labels) - 1,
+        deep_supervision=False,
+    ).eval()
+    patch = np.random.default_rng(0).standard_normal((1, 4, *config["patch_size"]))
+    patch = patch.astype(np.float32)
+    onnx_file = str(bundle / "nnunet" / "fold0.onnx")
+    session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    runs = {"torch (nnU-Net)": lambda: network(torch.from_numpy(patch))}
+    runs["onnxruntime fp32"] = lambda: session.run(None, {name: patch})
+    for precision in ("f32", "bf16"):
+        model = ov.Core().compile_model(onnx_file, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+        runs[f"openvino {precision}"] = lambda model=model: model([patch])
+    out = []
+    with torch.no_grad():
+        for label, run in runs.items():
+            run()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                run()
+            out.append((label, (time.perf_counter() - start) / repeats))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Work folder (emptied).")
@@ -158,6 +200,9 @@ def main() -> None:
             f"| {name} | {backend} | {tta} | {seconds:.1f} | {peak:.2f} GB | "
             f"{base[tta] / seconds:.2f}x | {agree:.4%} |"
         )
+    print(f"\none window {patch['patch_size']} of fold 0, seconds (mean of 3 after a warm-up):")
+    for label, seconds in time_windows(results, bundle):
+        print(f"  {label:<18} {seconds:.2f}")
 
 
 if __name__ == "__main__":
