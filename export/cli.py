@@ -16,8 +16,9 @@ from pathlib import Path
 
 import click
 
+from export.errors import require_modules
 from submission.brats import MODALITIES, SCHEMES
-from submission.exit_codes import BadValueError, UnavailableError, exit_on_error
+from submission.exit_codes import BadValueError, exit_on_error
 from submission.predict.preprocess import CROP_POLICIES
 
 _IMPORT_ONLY = ("regions", "channels", "outputs", "divisor", "crop")
@@ -30,17 +31,11 @@ def _split(value: str, upper: bool = False) -> tuple[str, ...]:
 
 
 def _require_dependencies() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import torch  # noqa: F401
-
-        import train.models  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise UnavailableError(
-            f"bratskit export needs torch, the train/ package, onnx and onnxruntime "
-            f"({exc.name} is missing): pip install -e '.[train]' onnx onnxruntime"
-        ) from None
+    require_modules(
+        "bratskit export needs torch, the train/ package, onnx and onnxruntime",
+        ("onnx", "onnxruntime", "torch", "train.models"),
+        "pip install -e '.[train]' onnx onnxruntime",
+    )
 
 
 def _check_mode(given: dict[str, bool], onnx_mode: bool) -> None:

@@ -18,26 +18,18 @@ from pathlib import Path
 
 import click
 
+from export.errors import IMPORT_INSTALL, require_modules
 from export.monai_cli import monai
-from submission.exit_codes import BadValueError, UnavailableError, exit_on_error
+from submission.exit_codes import BadValueError, exit_on_error
 from submission.tasks import TASKS
-
-_INSTALL = (
-    "make install (or pip install -e '.[import]' and requirements/import-nodeps.txt --no-deps)"
-)
 
 
 def _require_dependencies() -> None:
-    try:
-        import nnunetv2  # noqa: F401
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import torch  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise UnavailableError(
-            f"bratskit import nnunet needs torch, nnunetv2, onnx and onnxruntime "
-            f"({exc.name} is missing): {_INSTALL}"
-        ) from None
+    require_modules(
+        "bratskit import nnunet needs torch, nnunetv2, onnx and onnxruntime",
+        ("nnunetv2", "onnx", "onnxruntime", "torch"),
+        IMPORT_INSTALL,
+    )
 
 
 def _folds(value: str | None) -> tuple[int, ...] | None:

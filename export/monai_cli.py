@@ -15,23 +15,17 @@ from pathlib import Path
 
 import click
 
-from submission.exit_codes import BadValueError, UnavailableError, exit_on_error
+from export.errors import IMPORT_INSTALL, require_modules
+from submission.exit_codes import BadValueError, exit_on_error
 from submission.tasks import TASKS
-
-_INSTALL = "make install (or pip install -e '.[import]')"
 
 
 def _require_dependencies() -> None:
-    try:
-        import monai  # noqa: F401
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import torch  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise UnavailableError(
-            f"bratskit import monai needs torch, monai, onnx and onnxruntime "
-            f"({exc.name} is missing): {_INSTALL}"
-        ) from None
+    require_modules(
+        "bratskit import monai needs torch, monai, onnx and onnxruntime",
+        ("monai", "onnx", "onnxruntime", "torch"),
+        IMPORT_INSTALL,
+    )
 
 
 @click.command(name="monai")

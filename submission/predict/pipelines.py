@@ -112,6 +112,7 @@ class RawCase:
     affine: np.ndarray | None
 
     def channels(self, names: Sequence[str]) -> np.ndarray:
+        """The image's channels ``names``, in that order (a pipeline's input order)."""
         return self.image_cxyz[[self.modalities.index(c) for c in names]]
 
 
