@@ -10,7 +10,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from submission.predict.bundle import BundleError, Manifest, read_manifest, write_manifest
+from submission.predict.bundle import (
+    BundleError,
+    Manifest,
+    Recommended,
+    read_manifest,
+    write_manifest,
+)
 from submission.predict.members import FILE_FORMATS, Member
 
 
@@ -131,8 +137,6 @@ def merge_bundles(sources: list[Path], out_dir: Path) -> Manifest:
         BundleError: fewer than two sources, a source that does not load, a
             disagreement or a collision (named), or ``out_dir`` already holding files.
     """
-    from submission.predict.bundle import Recommended
-
     if len(sources) < 2:
         raise BundleError("merge needs at least two bundles")
     manifests = [load_bundle(s) for s in sources]
