@@ -160,6 +160,8 @@ class TrainConfig:
             (:func:`train.distributed.split_batch`).
         accumulate: gradient-accumulation steps per optimiser step, in each process: fits
             a batch that does not fit in memory at once.
+        seed: the folds' split and every fold's random streams: its initial weights and
+            its patches (seed + fold).
         checkpointing: activation checkpointing where the model supports it.
         val_threshold: probability above which a voxel counts in validation Dice.
         cache_dtype: ``float16`` halves the cache (53 GB for BraTS 2021) at about 1e-3

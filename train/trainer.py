@@ -100,6 +100,9 @@ def train_fold(job: FoldJob, env: Env) -> dict:
     """Train ``job.member`` on ``job.fold``; returns ``{"best_epoch", "dice"}`` (rank 0's)."""
     cfg, member = job.config, job.member
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    # Initial weights from (run seed, fold), like the patches: rerunning a fold starts it
+    # from the same network, so two runs of one recipe differ only where kernels do.
+    torch.manual_seed(cfg.seed + job.fold)
     model = build_member_model(member, cfg.checkpointing).to(env.device)
     scratch = from_scratch_warning(member.arch, member.arch_params)
     if scratch is not None:

@@ -75,6 +75,21 @@ def test_k_fold_run_writes_split_summary_logs_and_checkpoints(synth_train, tmp_p
 
 
 @pytest.mark.slow
+def test_rerunning_a_fold_reproduces_its_weights(synth_train, tmp_path):
+    """Initial weights come from (seed, fold) like the patches, so a rerun is the same run."""
+    config = recipe(tmp_path)
+
+    def weights(run: Path, fold: int) -> dict[str, torch.Tensor]:
+        args = ["--data", synth_train, "--config", config, "--out", run, "--folds", fold]
+        train(*args, "--epochs", 1, "--amp", "off")
+        return torch.load(run / "seg" / f"fold{fold}" / "last.pt", weights_only=True)["model"]
+
+    first, again = weights(tmp_path / "a", 0), weights(tmp_path / "b", 0)
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+@pytest.mark.slow
 def test_killed_run_resumes_after_its_last_epoch_with_the_same_split(synth_train, tmp_path):
     run, config = tmp_path / "run", recipe(tmp_path)
     args = ["--data", synth_train, "--config", config, "--out", run, "--folds", "0"]
