@@ -108,21 +108,14 @@ def time_windows(results: Path, bundle: Path, repeats: int = 3) -> list[tuple[st
     import onnxruntime as ort
     import openvino as ov
     import torch
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    config = json.loads((results / "plans.json").read_text())["configurations"]["3d_fullres"]
-    arch = config["architecture"]
-    labels = json.loads((results / "dataset.json").read_text())["labels"]
-    network = get_network_from_plans(
-        arch["network_class_name"],
-        arch["arch_kwargs"],
-        arch["_kw_requires_import"],
-        len(fx.CHANNEL_MODALITIES),
-        len(labels) - 1,
-        deep_supervision=False,
-    ).eval()
-    patch = np.random.default_rng(0).standard_normal((1, 4, *config["patch_size"]))
-    patch = patch.astype(np.float32)
+    from export.nnunet_folder import read_results
+    from export.nnunet_network import build_network
+
+    read = read_results(results, (0,), "final")
+    network = build_network(read, read.folds[0])  # what the import exported, in torch
+    shape = (1, len(fx.CHANNEL_MODALITIES), *read.configuration_manager.patch_size)
+    patch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     onnx_file = str(bundle / "nnunet" / "fold0.onnx")
     session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
