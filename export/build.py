@@ -218,6 +218,7 @@ def plan_members(runs: Sequence[TrainingRun], settings: ExportSettings) -> list[
                 stage=m.stage,
                 patch=tuple(m.crop),
                 channels=None if m.channels is None else tuple(m.channels),
+                window=m.window,
             )
             plan.append(PlannedMember(checkpoint, member))
     return plan

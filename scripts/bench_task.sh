@@ -8,7 +8,7 @@
 # Targets for gli-post: RC Dice >= 0.7 and WT Dice >= 0.85 on the held-out cases.
 #
 # env: BIN (.venv/bin), TASK (gli-post), OUT (bench-$TASK), TRAIN_CASES (32), HELD_OUT (10),
-#      TRAIN_SEED (1), HELD_OUT_SEED (1000), EPOCHS (the recipe's 12), CONFIG (tiny)
+#      TRAIN_SEED (1), HELD_OUT_SEED (1000), EPOCHS (the recipe's 10), CONFIG (tiny)
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 TASK=${TASK:-gli-post}

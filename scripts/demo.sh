@@ -6,7 +6,7 @@
 # evaluate with the 2021 metrics, print the tables and draw pictures.
 #
 # env: BIN (.venv/bin), DEMO (demo), TRAIN_CASES (32), HELD_OUT (10), TRAIN_SEED (1),
-#      HELD_OUT_SEED (1000), EPOCHS (the recipe's 12), CONFIG (tiny), TUNE_ARGS,
+#      HELD_OUT_SEED (1000), EPOCHS (the recipe's 10), CONFIG (tiny), TUNE_ARGS,
 #      DEMO_PREDICT (entrypoint | docker), IMAGE, BASE_IMAGE (for docker)
 set -euo pipefail
 BIN=${BIN:-.venv/bin}

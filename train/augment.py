@@ -28,6 +28,24 @@ from submission.predict.tumour_window import (
 
 SPATIAL_AXES = (1, 2, 3)
 
+#: Degree of the bias field's 3D Legendre polynomials (that of MONAI's ``RandBiasField``,
+#: after Van Leemput et al., IEEE TMI 1999): a few smooth lobes across the patch.
+BIAS_DEGREE = 3
+#: The field's terms: Legendre index triples of total degree 1 to :data:`BIAS_DEGREE` (the
+#: constant term is left out: a global factor is the intensity transform's).
+_BIAS_TERMS = np.array(
+    [
+        (i, j, k)
+        for i in range(BIAS_DEGREE + 1)
+        for j in range(BIAS_DEGREE + 1 - i)
+        for k in range(BIAS_DEGREE + 1 - i - j)
+        if i + j + k > 0
+    ]
+).T
+#: A channel's brain mean over its standard deviation before z-scoring, drawn per channel:
+#: 1.7 (t2w) to 4.9 (FLAIR) measured on ``../shared/data/real`` and the synthetic cases.
+_MEAN_OVER_STD = (1.5, 5.0)
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -58,6 +76,12 @@ class AugmentConfig:
             members learn to segment without it; the bundle then declares the modality
             optional and the runtime fills an absent one with the same zeros. No paper
             of ``../shared/seeds`` drops modalities: this serves the 2026 MET rule.
+        bias_p: probability of a smooth multiplicative bias field per channel
+            (:func:`_bias`). No paper of ``../shared/seeds`` uses one; MRI bias fields
+            that survive into BraTS data make FLAIR-bright spots that look like oedema.
+        bias_field: bound of the shared field's Legendre coefficients, drawn from
+            ``U(-b, b)`` (the log-field; MONAI's ``RandBiasField`` default magnitude
+            0.1); each channel adds its own from ``U(-b/2, b/2)``.
     """
 
     flip_p: float = 0.5
@@ -68,13 +92,21 @@ class AugmentConfig:
     rotate_deg: float = 15.0
     scale_range: float = 0.1
     modality_dropout: float = 0.0
+    bias_p: float = 0.0
+    bias_field: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("flip_p", "intensity_p", "affine_p", "modality_dropout"):
+        for name in ("flip_p", "intensity_p", "affine_p", "modality_dropout", "bias_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"AugmentConfig.{name}={value} is not a probability in [0, 1]")
-        for name in ("scale_intensity", "shift_intensity", "rotate_deg", "scale_range"):
+        for name in (
+            "scale_intensity",
+            "shift_intensity",
+            "rotate_deg",
+            "scale_range",
+            "bias_field",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"AugmentConfig.{name}={getattr(self, name)} must be >= 0")
         if self.scale_range >= 1:
@@ -216,11 +248,48 @@ def _intensity(image_cdhw: np.ndarray, cfg: AugmentConfig, rng: np.random.Genera
     return out
 
 
+def _bias(image_cdhw: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """A smooth multiplicative bias field per channel with probability ``bias_p``, acting on
+    the intensities the z-scores came from.
+
+    Each channel's log-field is a sum of 3D Legendre polynomials over the patch, the basis
+    of MONAI's ``RandBiasField``: a field shared by the channels, coefficients from
+    ``U(-bias_field, bias_field)``, plus the channel's own, from half that range. The
+    modalities of a case come from one session and one receive coil, whose sensitivity
+    they share; the sequences add smaller differences of their own. A shared field is also
+    what tells a bias apart from oedema: it brightens T1 with FLAIR, oedema darkens T1.
+    (MONAI draws its coefficients from ``[0, 0.1)``, which only brightens; a scanner's
+    field has no sign.) MONAI multiplies the array it gets, but these arrays are z-scores:
+    a field ``b`` on the raw intensity ``mu + sigma z`` gives, z-scored with the same
+    statistics, ``z' = (z + k) b - k`` with ``k = mu / sigma``, so a 20 % brighter patch of
+    FLAIR rises by about one standard deviation, like oedema. ``k`` is drawn per channel
+    from :data:`_MEAN_OVER_STD`. The background stays zero.
+    """
+    channels = image_cdhw.shape[0]
+    fire = rng.random() < cfg.bias_p
+    terms = _BIAS_TERMS.shape[1]
+    shared = rng.uniform(-cfg.bias_field, cfg.bias_field, size=terms)
+    own = rng.uniform(-cfg.bias_field / 2, cfg.bias_field / 2, size=(channels, terms))
+    ratios = rng.uniform(*_MEAN_OVER_STD, size=channels)
+    if not fire:
+        return image_cdhw
+    coords = [np.linspace(-1.0, 1.0, n) for n in image_cdhw.shape[1:]]
+    brain_dhw = np.any(image_cdhw != 0, axis=0)
+    out = np.array(image_cdhw, dtype=np.float32, copy=True)
+    for c in range(channels):
+        matrix = np.zeros((BIAS_DEGREE + 1,) * 3)
+        matrix[tuple(_BIAS_TERMS)] = shared + own[c]
+        field = np.exp(np.polynomial.legendre.leggrid3d(*coords, matrix)).astype(np.float32)
+        k = np.float32(ratios[c])
+        np.copyto(out[c], (out[c] + k) * field - k, where=brain_dhw)
+    return out
+
+
 def _spatial_and_intensity(
     image_cdhw: np.ndarray, regions_rdhw: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     image_cdhw, regions_rdhw = _spatial(image_cdhw, regions_rdhw, cfg, rng)
-    return _intensity(image_cdhw, cfg, rng), regions_rdhw
+    return _bias(_intensity(image_cdhw, cfg, rng), cfg, rng), regions_rdhw
 
 
 def augment(
@@ -229,11 +298,13 @@ def augment(
     cfg: AugmentConfig,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random flips, optional rotation/scaling, then intensity scale and shift.
+    """Random flips, optional rotation/scaling, intensity scale and shift, then an optional
+    bias field.
 
-    Paper 004 section 3.4. Flips and the affine transform act identically on image and
-    masks; the intensity shift only touches voxels non-zero in some channel (after the
-    spatial transforms), so the background stays zero.
+    Paper 004 section 3.4 (the bias field is bratskit's, :func:`_bias`). Flips and the
+    affine transform act identically on image and masks; the intensity shift and the bias
+    field only touch voxels non-zero in some channel (after the spatial transforms), so the
+    background stays zero.
 
     Returns:
         float32 (C, D, H, W) image and uint8 0/1 (R, D, H, W) masks, new arrays.

@@ -135,6 +135,14 @@ class MemberConfig:
         except ValueError as exc:
             raise ConfigError(f"{self.key}.loss: {exc}") from None
 
+    @property
+    def window(self) -> str:
+        """How the member predicts a volume, in validation and in its bundle
+        (:data:`submission.predict.members.WINDOWS`): ``patch``, sliding windows of its
+        ``crop``, when it was trained on random patches; ``volume``, one call, when it
+        was trained on the centred crop or the tumour window that it then predicts."""
+        return "patch" if self.sampling == "random" else "volume"
+
     def model_params(self) -> dict[str, Any]:
         """Keyword arguments of the member's network: ``arch_params`` with ``out_channels``
         (the member's region count) and, for a member with its own ``channels``,
@@ -164,6 +172,9 @@ class TrainConfig:
             its patches (seed + fold).
         checkpointing: activation checkpointing where the model supports it.
         val_threshold: probability above which a voxel counts in validation Dice.
+        val_interval: validate every this many epochs, and after the last (MONAI's
+            ``val_interval``); the epochs between only train, and ``best.pt`` is the best
+            validated epoch. A ``plateau`` schedule watches every epoch, so it needs 1.
         cache_dtype: ``float16`` halves the cache (53 GB for BraTS 2021) at about 1e-3
             relative error on z-scored intensities; ``float32`` is exact.
         recommended: ensemble and post-processing defaults written into the bundle;
@@ -190,6 +201,7 @@ class TrainConfig:
     checkpointing: bool = False
     num_workers: int = 2
     val_threshold: float = 0.5
+    val_interval: int = 1
     cache_dtype: str = "float16"
     recommended: Recommended = field(default_factory=Recommended)
     task: str | None = None
@@ -197,8 +209,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("amp", self.amp, AMP_MODES)
         _choice("cache_dtype", self.cache_dtype, ("float16", "float32"))
-        if self.epochs < 1 or self.batch_size < 1 or self.accumulate < 1:
-            raise ConfigError("epochs, batch_size and accumulate must be >= 1")
+        if min(self.epochs, self.batch_size, self.accumulate, self.val_interval) < 1:
+            raise ConfigError("epochs, batch_size, accumulate and val_interval must be >= 1")
+        plateau = [m.key for m in self.members if m.optimizer.schedule == "plateau"]
+        if self.val_interval > 1 and plateau:
+            raise ConfigError(
+                f"val_interval {self.val_interval}: the plateau schedule of "
+                f"{', '.join(plateau)} watches a validation every epoch; use val_interval 1"
+            )
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2 for cross-validation, got {self.folds}")
         keys = [m.key for m in self.members]

@@ -21,7 +21,12 @@ def describe_recipe(config: TrainConfig) -> str:
         f"  epochs {config.epochs}, batch {config.batch_size} per optimiser step (global: "
         f"split across torchrun processes, accumulate {config.accumulate}), "
         f"{config.folds} folds, "
-        f"amp {config.amp}, preprocessing {config.preprocessing.to_dict()}",
+        + (
+            f"validated every {config.val_interval} epochs and after the last, "
+            if config.val_interval > 1
+            else ""
+        )
+        + f"amp {config.amp}, preprocessing {config.preprocessing.to_dict()}",
         f"  task {config.task or 'gli-2021 (the papers)'}: channels {', '.join(config.channels)}"
         + "".join(f", {m} may be absent (dropout)" for m in config.missing_modalities),
     ]
@@ -36,7 +41,12 @@ def describe_recipe(config: TrainConfig) -> str:
             + "".join(f" {k}={v}" for k, v in member.loss_params.items())
             + (f" + {member.redundancy} x Barlow-Twins" if member.redundancy else ""),
             f"  optimiser {opt.name} lr {opt.lr:g} wd {opt.weight_decay:g}, schedule "
-            f"{_schedule(opt)}; crop {member.crop} ({member.sampling})",
+            f"{_schedule(opt)}; crop {member.crop} ({member.sampling}; predicted "
+            + (
+                "in windows of the crop where the volume is larger)"
+                if member.window == "patch"
+                else "in one call)"
+            ),
             f"  channels {', '.join(channels)}"
             + ("" if member.channels is None else " (this member's own)"),
         ]

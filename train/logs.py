@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class EpochLog:
             out.writerow(row)
         if self.writer is not None:
             for key, value in row.items():
-                if key != "epoch":
+                if key != "epoch" and not math.isnan(value):  # NaN: an epoch not validated
                     self.writer.add_scalar(key, value, int(row["epoch"]))
             self.writer.flush()
 

@@ -132,47 +132,45 @@ def train_fold(job: FoldJob, env: Env) -> dict:
     logger = EpochLog(job.out_dir) if env.is_main else None
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         stats = run_epoch(step, dataset, optimizer, scaler, job, env, epoch)
-        checked = (
-            validate(
-                model,
-                job.val_cases,
-                member,
-                env.device,
-                env.amp_dtype,
-                cfg.val_threshold,
-                channels=cfg.channel_index(member),
-            )
-            if env.is_main
-            else None
-        )
-        checked = broadcast(checked, env)
-        dice, mean = checked.dice, checked.mean_dice
         lr = optimizer.param_groups[0]["lr"]
+        checked = None  # epochs between validations (val_interval) only train
+        if epoch % cfg.val_interval == 0 or epoch == cfg.epochs:
+            checked = (
+                validate(
+                    model,
+                    job.val_cases,
+                    member,
+                    env.device,
+                    env.amp_dtype,
+                    cfg.val_threshold,
+                    channels=cfg.channel_index(member),
+                )
+                if env.is_main
+                else None
+            )
+            checked = broadcast(checked, env)
         _step_schedule(scheduler, checked, member.optimizer.monitor)
-        if mean > state["best"]["mean"]:
-            state["best"] = {"epoch": epoch, "mean": mean, "dice": dice}
+        if checked is not None and checked.mean_dice > state["best"]["mean"]:
+            state["best"] = {"epoch": epoch, "mean": checked.mean_dice, "dice": checked.dice}
             if env.is_main:
-                save_checkpoint(job.out_dir / "best.pt", model, job, epoch, dice)
+                save_checkpoint(job.out_dir / "best.pt", model, job, epoch, checked.dice)
         state["epoch"] = epoch
         if env.is_main:
             save_training_state(last, model, optimizer, scheduler, scaler, job, state)
-            row = {
-                "epoch": epoch,
-                **stats,
-                **{f"dice_{r}": d for r, d in dice.items()},
-                "dice_mean": mean,
-                "val_loss": checked.loss,
-                "lr": lr,
-            }
-            logger.write(row)
+            logger.write(_log_row(epoch, stats, checked, member.regions, lr))
+            scores = (
+                "not validated"
+                if checked is None
+                else "dice " + " ".join(f"{r} {d:.3f}" for r, d in checked.dice.items())
+            )
             log.info(
-                "%s fold %d epoch %d/%d loss %.4f dice %s (best %.4f @%d) %.1f s",
+                "%s fold %d epoch %d/%d loss %.4f %s (best %.4f @%d) %.1f s",
                 member.key,
                 job.fold,
                 epoch,
                 cfg.epochs,
                 stats["loss"],
-                " ".join(f"{r} {d:.3f}" for r, d in dice.items()),
+                scores,
                 state["best"]["mean"],
                 state["best"]["epoch"],
                 stats["seconds"],
@@ -253,9 +251,23 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, env: Env, epoch: int) -> Da
     )
 
 
-def _step_schedule(scheduler, checked: Validation, monitor: str) -> None:
+def _log_row(epoch: int, stats: dict, checked: Validation | None, regions, lr: float) -> dict:
+    """One ``log.csv`` row: the same columns every epoch, NaN scores when not validated."""
+    dice = dict.fromkeys(regions, math.nan) if checked is None else checked.dice
+    return {
+        "epoch": epoch,
+        **stats,
+        **{f"dice_{r}": d for r, d in dice.items()},
+        "dice_mean": math.nan if checked is None else checked.mean_dice,
+        "val_loss": math.nan if checked is None else checked.loss,
+        "lr": lr,
+    }
+
+
+def _step_schedule(scheduler, checked: Validation | None, monitor: str) -> None:
     """One epoch's schedule step; a plateau schedule watches ``monitor``'s value (a
-    non-finite value counts as no improvement)."""
+    non-finite value counts as no improvement; it runs only with a validation every
+    epoch, :class:`train.config.TrainConfig`)."""
     if scheduler is None:
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -2,8 +2,10 @@
 
 Each validation case is the cached network input (the container's preprocessing), predicted
 by :func:`submission.predict.sliding_window.predict_volume` exactly as the container
-predicts a case, thresholded, and scored per region with the organisers' 2021 Dice
-(:func:`submission.evaluation.overlap_2021.dice`, 1 when both masks are empty). The
+predicts a case (members trained on random patches in windows of their patch,
+:func:`submission.predict.sliding_window.training_window`), thresholded, and scored per
+region with the organisers' 2021 Dice (:func:`submission.evaluation.overlap_2021.dice`,
+1 when both masks are empty). The
 member's own training loss is computed on the same whole-case probabilities (read back as
 logits): the validation loss a ``plateau`` schedule may watch (paper 003, section 2.5).
 """
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from submission.evaluation.overlap_2021 import dice
-from submission.predict.sliding_window import predict_volume
+from submission.predict.sliding_window import predict_volume, training_window
 from submission.predict.tumour_window import extract_window
 from train.cache import CachedCase
 from train.config import MemberConfig
@@ -74,17 +76,19 @@ def validate(
 
     Members of the localisation chain's second stage (``sampling: tumour``) are scored on
     the window centred on the true whole tumour (002 §2.3); others on the whole cropped
-    volume. Models with a fixed axis (effunet's depth) run a sliding window with the
-    training crop. ``channels`` selects the cached channels the member sees
+    volume, in one call, or in sliding windows of the training crop for members trained
+    on random patches (:attr:`MemberConfig.window`), as their bundle predicts. Models
+    with a fixed axis (effunet's depth) run a sliding window with the training crop.
+    ``channels`` selects the cached channels the member sees
     (:meth:`train.config.TrainConfig.channel_index`; None: all).
     """
     was_training = model.training
     model.eval()
     forward = torch_forward(model, device, amp_dtype)
     rule = model.size_rule
-    patch = None
+    fixed_patch = None
     if any(f is not None for f in rule.fixed):
-        patch = tuple(f if f is not None else c for f, c in zip(rule.fixed, member.crop))
+        fixed_patch = tuple(f if f is not None else c for f, c in zip(rule.fixed, member.crop))
     loss_fn = get_loss(member.loss, member.loss_params)
     scores: list[list[float]] = []
     losses: list[float] = []
@@ -96,6 +100,9 @@ def validate(
             start = localisation_window(case, member.crop)
             image = extract_window(image, start, member.crop)
             regions = extract_window(regions, start, member.crop)
+        patch = fixed_patch
+        if patch is None and member.window == "patch":
+            patch = training_window(rule, member.crop, image.shape[1:])
         probs = predict_volume(np.asarray(image, dtype=np.float32), forward, rule, patch_dhw=patch)
         truth = regions[region_index(case, member.regions)].astype(bool)
         scores.append([dice(p > threshold, t) for p, t in zip(probs, truth)])

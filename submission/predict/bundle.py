@@ -62,7 +62,13 @@ from typing import Any
 from submission.brats import MODALITIES, SCHEMES, LabelScheme, get_scheme
 from submission.exit_codes import UnusableError
 from submission.predict.manifest_schema import SchemaError, check_manifest_data
-from submission.predict.members import FILE_FORMATS, OUTPUT_KINDS, STAGES, Member, member_from_dict
+from submission.predict.members import (
+    FILE_FORMATS,
+    OUTPUT_KINDS,
+    STAGES,
+    Member,
+    member_from_dict,
+)
 from submission.predict.options import DEFAULT_CONFIDENCE_EMPTY, RECOMMENDABLE, check_option
 from submission.predict.pipelines import ensemble_inputs, label_regions, pipeline_from_dict
 from submission.predict.preprocess import Preprocessing
@@ -200,6 +206,8 @@ def _check_manifest(manifest: Manifest) -> None:
             )
         if m.outputs not in OUTPUT_KINDS:
             raise BundleError(f"member {m.name}: outputs must be one of {list(OUTPUT_KINDS)}")
+        if m.window == "patch" and m.patch is None:
+            raise BundleError(f"member {m.name}: window 'patch' needs the member's patch")
         if not m.files or any(fmt not in FILE_FORMATS for fmt in m.files):
             raise BundleError(
                 f"member {m.name}: files must be keyed by {list(FILE_FORMATS)}, got {list(m.files)}"

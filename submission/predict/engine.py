@@ -12,10 +12,10 @@ minimum volume, paper 002 2.6), assemble labels in the chosen scheme and put the
 the input's exact grid. A resampled case's probabilities go back to the input grid
 (linear) member by member, before the ensemble thresholds them.
 
-Each member runs full-volume on the cropped brain when that fits, else (or after a
-device out-of-memory) with a Gaussian-weighted sliding window over its training patch;
-a GPU that still runs out of memory hands the member to the CPU. Every fallback is
-logged and reported on the case's log line.
+Each member runs full-volume on the cropped brain when that fits (in windows of its patch
+if it was trained on random ones), else (or after a device out-of-memory) with a Gaussian
+sliding window over its training patch; a GPU that still runs out of memory hands the
+member to the CPU. Every fallback is logged and reported on the case's log line.
 """
 
 from __future__ import annotations
@@ -350,17 +350,19 @@ class Engine:
         )
 
     def _plans(self, slot: _Slot, shape: tuple[int, ...]):
-        """(description, model, patch) to try in order: full volume, sliding, CPU."""
+        """(description, model, patch) to try: full volume or patch windows, sliding, CPU."""
         member = slot.member
-        patch = member.patch or member.size_rule.fit(DEFAULT_PATCH)
         fixed = any(f is not None for f in member.size_rule.fixed)
+        window = None if fixed else member.prediction_window(shape)
+        patch = window or member.patch or member.size_rule.fit(DEFAULT_PATCH)
         padded = member.size_rule.fit(shape)
         budget = self.options.max_memory_gb
         fits = budget is None or math.prod(padded) * BYTES_PER_VOXEL <= budget * 2**30
-        if fixed:
-            # A fixed axis (effunet's slice count) slides along that axis only.
+        if fixed:  # a fixed axis (effunet's slice count) slides along that axis only
             patch = member.size_rule.fixed
             yield "sliding window on the fixed axis", slot.model, patch
+        elif window is not None:
+            yield "sliding window of the training patch", slot.model, patch
         elif fits:
             yield "full volume", slot.model, None
             yield "sliding window", slot.model, patch

@@ -29,6 +29,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from submission.predict.members import WINDOWS
+
 #: Voxels along one axis of a patch, window or fixed size: four times a BraTS volume's
 #: 240. Anything larger is a corrupt manifest, not a network.
 MAX_SIZE = 1024
@@ -123,6 +125,7 @@ def _member(raw: Any, where: str) -> None:
         "channels",
         "pipeline",
         "labels",
+        "window",
     )
     _keys(raw, where, ("key", "fold", "regions", "files"), optional)
     _string(raw["key"], f"{where}.key", empty=False)
@@ -133,6 +136,8 @@ def _member(raw: Any, where: str) -> None:
     for name in ("stage", "outputs"):
         if name in raw:
             _string(raw[name], f"{where}.{name}")
+    if raw.get("window", "volume") not in WINDOWS:
+        _fail(f"{where}.window", f"one of {_shown(list(WINDOWS))}", raw["window"])
     if raw.get("pipeline") is not None:
         _string(raw["pipeline"], f"{where}.pipeline", empty=False)
     if raw.get("labels") is not None:  # a label-based member's label per output channel

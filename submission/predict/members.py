@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from submission.predict.sliding_window import SizeRule
+from submission.predict.sliding_window import SizeRule, training_window
 
 #: The file formats a member may have, keyed as in its ``files``
 #: (:func:`submission.predict.backends.file_format` says which one a backend loads).
@@ -23,6 +23,11 @@ FILE_FORMATS = ("onnx", "onnx-fp16", "torchscript")
 STAGES = ("localization", "segmentation")
 #: What a member outputs: sigmoid probabilities, or logits the engine turns into them.
 OUTPUT_KINDS = ("probabilities", "logits")
+#: How a member sees a volume: ``volume``, in one call when it fits in memory (a sliding
+#: window only after running out of it); ``patch``, in sliding windows of its training
+#: ``patch`` from the start (members trained on random patches, see
+#: :func:`submission.predict.sliding_window.training_window`).
+WINDOWS = ("volume", "patch")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Member:
     member, background included (``(0, 2, 1, 4)``); its ``regions`` are the scheme's
     regions those labels make up, each region's probability the sum of its labels'.
     None: the outputs are ``regions``, one channel each.
+    ``window`` is one of :data:`WINDOWS`; the manifest lists it only when it is ``patch``.
     """
 
     key: str
@@ -90,6 +96,14 @@ class Member:
     channels: tuple[str, ...] | None = None
     pipeline: str | None = None
     labels: tuple[int, ...] | None = None
+    window: str = "volume"
+
+    def prediction_window(self, shape_dhw: tuple[int, ...]) -> tuple[int | None, ...] | None:
+        """The sliding window of a ``window: patch`` member for a volume of ``shape_dhw``
+        (:func:`submission.predict.sliding_window.training_window`); None: one call."""
+        if self.window != "patch":
+            return None
+        return training_window(self.size_rule, self.patch, shape_dhw)
 
     @property
     def name(self) -> str:
@@ -104,6 +118,8 @@ class Member:
             own["pipeline"] = self.pipeline
         if self.labels is not None:
             own["labels"] = list(self.labels)
+        if self.window != "volume":
+            own["window"] = self.window
         return {
             "key": self.key,
             "fold": self.fold,
@@ -144,4 +160,5 @@ def member_from_dict(raw: dict[str, Any]) -> Member:
         channels=None if raw.get("channels") is None else tuple(raw["channels"]),
         pipeline=None if raw.get("pipeline") is None else str(raw["pipeline"]),
         labels=None if raw.get("labels") is None else tuple(int(v) for v in raw["labels"]),
+        window=str(raw.get("window", "volume")),
     )

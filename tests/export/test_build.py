@@ -44,6 +44,7 @@ def test_bundle_of_a_trained_run_lists_every_fold_with_checked_files(tiny_run, t
         }
         assert member.size_rule.divisors == (4, 4, 4) and member.patch == tuple(PATCH)
         assert member.outputs == "probabilities"
+        assert member.window == "patch"  # trained on random patches: predicted in windows
         assert set(member.files) == {"onnx", "torchscript", "onnx-fp16"}
         for model_file in member.files.values():
             assert model_file.path.startswith(f"seg/fold{member.fold}.")
@@ -52,6 +53,7 @@ def test_bundle_of_a_trained_run_lists_every_fold_with_checked_files(tiny_run, t
         assert member.files["onnx-fp16"].precision == "fp16"
     raw = json.loads((tiny_bundle / "manifest.json").read_text())
     assert raw["members"][0]["files"]["onnx"]["parity"]["reference"] == "eager torch, fp32"
+    assert raw["members"][0]["window"] == "patch"
     assert sorted(p.name for p in (tiny_bundle / "seg").iterdir()) == sorted(
         f"fold{k}{s}" for k in (0, 1) for s in (".onnx", ".fp16.onnx", ".torchscript.pt")
     )

@@ -30,6 +30,8 @@ def test_two_stage_run_bundles_both_stages_and_the_window(
     assert all(m.regions == ("WT",) for m in stage1)
     assert [m.regions for m in stage2[::2]] == [("WT", "TC"), ("ET",)]
     assert all(m.patch == (32, 32, 32) and set(m.files) == {"onnx"} for m in manifest.members)
+    # Stage 2 predicts the tumour window it was trained on, in one call.
+    assert [m.window for m in manifest.members] == ["patch"] * 2 + ["volume"] * 4
     localiser = stage1[0]
     session = ort.InferenceSession(str(out / localiser.files["onnx"].path))
     probs = session.run(None, {"image": np.zeros((1, 4, 40, 40, 32), np.float32)})[0]

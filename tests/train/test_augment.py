@@ -252,3 +252,38 @@ def test_modality_dropout_zeroes_only_an_optional_channel_at_its_rate():
     assert image.all()  # the input is never changed
     assert drop_modality(image, (), 1.0, rng) is image  # a task without optional modalities
     assert drop_modality(image, (2,), 0.0, rng) is image
+
+
+def test_bias_field_acts_on_the_intensities_behind_the_z_scores():
+    """z' = (z + k) b - k per channel: a smooth positive field b on the raw intensity
+    mu + sigma z, k = mu / sigma in the measured range; background stays zero."""
+    image, regions = _case()
+    brain = np.any(image != 0, axis=0)
+    cfg = AugmentConfig(flip_p=0.0, intensity_p=0.0, bias_p=1.0, bias_field=0.1)
+    zero = np.where(brain, np.float32(1e-30), np.float32(0))[None].repeat(4, 0)  # z = 0 in brain
+    one = np.where(brain, np.float32(1), np.float32(0))[None].repeat(4, 0)
+    out0, _ = augment(zero, regions, cfg, np.random.default_rng(5))
+    out1, _ = augment(one, regions, cfg, np.random.default_rng(5))
+    field = out1[:, brain] - out0[:, brain]  # ((1 + k) b - k) - (k b - k) = b
+    assert (field > 0).all()
+    # log b is a sum of 19 Legendre terms, each bounded by its coefficient's 0.1 + 0.05
+    assert np.abs(np.log(field)).max() <= 19 * 0.15
+    assert np.abs(np.log(field)).max() > 0.01
+    k = np.empty((4, 1), dtype=np.float32)
+    for c in range(4):
+        away = np.abs(field[c] - 1) > 0.02  # k = out0 / (b - 1) where that is well-conditioned
+        k[c] = np.median(out0[c, brain][away] / (field[c][away] - 1))
+        assert 1.5 <= k[c] <= 5.0
+        np.testing.assert_allclose(out0[c, brain], k[c] * (field[c] - 1), atol=1e-4)
+    assert not np.allclose(field[0], field[1])  # each channel adds its own field
+    logs = np.log(field)
+    pairs = [np.corrcoef(logs[a], logs[b])[0, 1] for a in range(4) for b in range(a + 1, 4)]
+    assert np.mean(pairs) > 0.3  # to a shared one (one coil): it brightens every channel
+    out, _ = augment(image, regions, cfg, np.random.default_rng(5))
+    assert (out[:, ~brain] == 0).all()
+    np.testing.assert_allclose(out[:, brain], (image[:, brain] + k) * field - k, atol=1e-4)
+    # bias_p 0 draws the same numbers and leaves the image as the other transforms left it
+    off = AugmentConfig(flip_p=0.0, intensity_p=0.0, bias_p=0.0)
+    np.testing.assert_array_equal(augment(image, regions, off, np.random.default_rng(5))[0], image)
+    with pytest.raises(ValueError, match="bias_p"):
+        AugmentConfig(bias_p=2.0)

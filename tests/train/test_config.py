@@ -92,10 +92,26 @@ def test_the_run_config_carries_the_recommended_block(tmp_path):
     assert config_from_dict(raw).recommended == Recommended(**per_region)
 
 
+PLATEAU_MEMBER = {
+    "key": "a",
+    "regions": ["WT"],
+    "arch": "resunet",
+    "optimizer": {"schedule": "plateau"},
+}
+
+
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
         ({"epochs": 0}, "epochs"),
+        ({"val_interval": 0}, "val_interval must be >= 1"),
+        (
+            {
+                "val_interval": 2,
+                "members": [PLATEAU_MEMBER],
+            },
+            "val_interval 2: the plateau schedule of a watches a validation every epoch",
+        ),
         ({"amp": "fp8"}, "amp"),
         ({"colour": "red"}, "colour"),
         ({"members": [{"key": "a", "regions": ["XX"], "arch": "resunet"}]}, "regions"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -72,6 +73,25 @@ def test_k_fold_run_writes_split_summary_logs_and_checkpoints(synth_train, tmp_p
         assert best["fold"] == fold and best["member"]["regions"] == ["WT", "TC", "ET"]
         assert best["epoch"] == summary["folds"][str(fold)]["best_epoch"]
     assert load_config(run / "config.yaml").name == "mini"
+
+
+@pytest.mark.slow
+def test_val_interval_validates_every_nth_epoch_and_the_last(synth_train, tmp_path):
+    raw = yaml.safe_load(recipe(tmp_path).read_text())
+    config = tmp_path / "every-other.yaml"
+    config.write_text(yaml.safe_dump({**raw, "val_interval": 2}))
+    run = tmp_path / "run"
+    result = train("--data", synth_train, "--config", config, "--out", run, "--folds", "0",
+                   "--epochs", 3)  # fmt: skip
+    with (run / "seg" / "fold0" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    validated = [not math.isnan(float(row["dice_WT"])) for row in rows]
+    assert validated == [False, True, True]  # epoch 2, and the last
+    assert all(float(row["loss"]) > 0 for row in rows)  # every epoch trained
+    best = torch.load(run / "seg" / "fold0" / "best.pt", weights_only=True)
+    assert best["epoch"] in (2, 3)
+    assert "epoch 1/3 loss" in result.stderr and "not validated (best" in result.stderr
 
 
 @pytest.mark.slow
@@ -220,6 +240,9 @@ def test_describe_reports_the_paper_parameter_count():
         "exported parameters: 18,798,627" in result.stdout
     )  # SegResNet at 32 filters (004 ref. 13)
     assert "output shape:        (1, 3, 192, 192, 144)" in result.stdout
+    tiny = train("--describe", "tiny").stdout
+    assert "validated every 2 epochs and after the last" in tiny
+    assert "crop (64, 64, 64) (random; predicted in windows of the crop" in tiny
 
 
 def test_describe_effunet_lists_four_single_modality_members_and_warns_from_scratch():

@@ -116,6 +116,12 @@ BAD = [
         'members[2].files.onnx.parity.max_abs_diff: expected a number, got "small"',
     ),
     ((*M2, "weights"), "x", "members[2]: unknown key 'weights'"),
+    ((*M2, "window"), 3, 'members[2].window: expected one of ["volume", "patch"], got 3'),
+    (
+        (*M2, "window"),
+        "tiles",
+        'members[2].window: expected one of ["volume", "patch"], got "tiles"',
+    ),
     (
         ("preprocessing", "divisor"),
         10**9,
@@ -144,6 +150,14 @@ def test_a_bad_manifest_value_is_a_bundle_error_naming_the_field(tmp_path, path,
     with pytest.raises(BundleError) as raised:
         read_manifest(bundle)
     assert str(raised.value).startswith(f"manifest.json: {message}")
+
+
+def test_a_patch_window_needs_the_members_patch(tmp_path):
+    bundle = edited(channel_bundle(tmp_path / "b"), (*M2, "window"), "patch")
+    assert read_manifest(bundle).members[2].window == "patch"
+    edited(bundle, (*M2, "patch"), None)
+    with pytest.raises(BundleError, match="window 'patch' needs the member's patch"):
+        read_manifest(bundle)
 
 
 def test_every_field_of_a_full_manifest_passes_the_schema():

@@ -276,6 +276,22 @@ def test_out_of_memory_falls_back_to_the_sliding_window(case, tmp_path):
     assert all(s == (16, 16, 16) for s in engine.slots[0].model.calls[1:])
 
 
+def test_a_patch_window_member_predicts_in_windows_of_its_training_patch(case, tmp_path):
+    bundle = channel_bundle(tmp_path / "b")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for member in manifest["members"]:
+        member["window"] = "patch"  # what export writes for members trained on random patches
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    engine = Engine(bundle, PredictOptions(), CPU_ONNX)
+    for slot in engine.slots:
+        slot.model = RunsOutOfMemoryAbove(slot.model, 10**9)  # only records the calls
+    out = segment(engine, case)
+    np.testing.assert_array_equal(out.labels_dhw, expected_labels(case[0]))
+    assert not out.warnings
+    calls = engine.slots[0].model.calls
+    assert len(calls) > 1 and all(max(shape) <= 16 for shape in calls)  # the 16^3 patch
+
+
 def test_sha256_and_format_version_are_checked(tmp_path):
     bundle = channel_bundle(tmp_path / "b")
     load_bundle(bundle)

@@ -18,6 +18,7 @@ from submission.predict.sliding_window import (
     predict_volume,
     resolve_patch,
     sliding_window,
+    training_window,
     unpad,
     window_starts,
 )
@@ -251,6 +252,21 @@ def test_predict_volume_sliding_window_with_a_fixed_axis():
     assert {s[2:] for s in shapes} == {(4, 6, 12)}  # None: whole axis, or the fixed size
     np.testing.assert_allclose(probs, pointwise(volume[None])[0], atol=1e-6)
     assert resolve_patch(rule, (4, 4, 12), (5, 6, 13)) == (4, 4, 12)
+
+
+def test_a_patch_trained_member_slides_its_training_patch_only_where_the_volume_is_larger():
+    rule = SizeRule((16, 16, 16))
+    # The demo: 64^3 patches, brains cropped to 80 x 96 x 64.
+    assert training_window(rule, (64, 64, 64), (80, 96, 64)) == (64, 64, None)
+    assert training_window(rule, (64, 64, 64), (80, 96, 70)) == (64, 64, 64)  # 70 fits to 80
+    assert training_window(rule, (128, 128, 128), (80, 96, 64)) is None  # one call
+    assert training_window(rule, (80, 96, 64), (70, 90, 60)) is None  # fitted: 80, 96, 64
+    volume = image((40, 20, 12))
+    forward, shapes = recording(pointwise)
+    window = training_window(SizeRule((4, 4, 4)), (16, 16, 16), volume.shape[1:])
+    probs = predict_volume(volume, forward, SizeRule((4, 4, 4)), patch_dhw=window)
+    assert {s[2:] for s in shapes} == {(16, 16, 12)} and len(shapes) > 1
+    np.testing.assert_allclose(probs, pointwise(volume[None])[0], atol=1e-6)
 
 
 def test_predict_volume_rejects_patches_the_model_does_not_admit():
