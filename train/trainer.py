@@ -163,16 +163,16 @@ def train_fold(job: FoldJob, env: Env) -> dict:
                 if checked is None
                 else "dice " + " ".join(f"{r} {d:.3f}" for r, d in checked.dice.items())
             )
+            best = state["best"]
             log.info(
-                "%s fold %d epoch %d/%d loss %.4f %s (best %.4f @%d) %.1f s",
+                "%s fold %d epoch %d/%d loss %.4f %s (best %s) %.1f s",
                 member.key,
                 job.fold,
                 epoch,
                 cfg.epochs,
                 stats["loss"],
                 scores,
-                state["best"]["mean"],
-                state["best"]["epoch"],
+                f"{best['mean']:.4f} @{best['epoch']}" if best["epoch"] else "none yet",
                 stats["seconds"],
             )
         barrier(env)
